@@ -1,0 +1,48 @@
+"""Stage-0 text for a tiny base LM, GRAM-style: a question followed by a pair of responses.
+
+Most texts are the judge's data block (judge_format.DATA_TEMPLATE) for a random
+pair in random order; the rest are judgments (rationale and verdict in the judge
+format), so the tokenizer and the LM also see the rationale vocabulary and tags.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Collection, Sequence
+
+from gramr2_jax.data import judge_format
+from gramr2_jax.synthetic import domain
+from gramr2_jax.synthetic.rationale import seed_judgment
+from gramr2_jax.synthetic.splits import PairKey, pair_key
+
+
+def pretraining_texts(
+    n: int,
+    seed: int | str,
+    *,
+    categories: Sequence[str] = tuple(domain.CATEGORIES),
+    difficulties: Sequence[int] = domain.DIFFICULTIES,
+    judgment_share: float = 0.2,
+    exclude: Collection[PairKey] = (),
+) -> list[str]:
+    """n texts; pairs whose pair_key is in *exclude* (pass the test splits' keys) are skipped.
+
+    Judgment texts carry labels, so excluding evaluation pairs keeps them unseen.
+    """
+    rng = random.Random(f"pretraining:{seed}")
+    texts: list[str] = []
+    while len(texts) < n:
+        category = categories[len(texts) % len(categories)]
+        prompt, chosen, rejected = domain.generate(category, rng.choice(difficulties), rng)
+        if pair_key(prompt, chosen, rejected) in exclude:
+            continue
+        response_a, response_b = (chosen, rejected) if rng.random() < 0.5 else (rejected, chosen)
+        if rng.random() < judgment_share:
+            texts.append(seed_judgment(prompt, response_a, response_b))
+        else:
+            texts.append(
+                judge_format.DATA_TEMPLATE.format(
+                    prompt=prompt, response_a=response_a, response_b=response_b
+                )
+            )
+    return texts
