@@ -1,0 +1,242 @@
+"""Decoder-only transformer (Llama / Mistral / Qwen2 / Qwen3) in Flax NNX.
+
+Parameters carry logical axis names in their `logical_axes` metadata; physical
+sharding is decided in `gramr2_jax.sharding` from config rules.
+
+Shapes use suffixes: B batch, T query tokens, S key slots, D hidden, N query
+heads, K kv heads, G = N/K query heads per kv head, H head dim, F mlp, V vocab.
+
+Padding: `input_mask_BT` marks real tokens. Without a cache, queries attend to
+real keys at or before them (left or right padding both work); positions default
+to the count of real tokens before each one. With a cache, see kv_cache.py.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from gramr2_jax.models.config import ModelConfig
+from gramr2_jax.models.kv_cache import KVCache
+from gramr2_jax.models.rope import apply_rope, inverse_frequencies
+from gramr2_jax.sharding import constrain
+
+_MASKED = -1e30  # finite, so a row with no valid key gives a uniform row, not NaN
+_ACT = ("activation_batch", "activation_length", "activation_embed")
+
+
+def _param(rngs: nnx.Rngs | None, shape, axes, dtype, init: str = "normal") -> nnx.Param:
+    if init == "ones":
+        value = jnp.ones(shape, dtype)
+    elif init == "zeros":
+        value = jnp.zeros(shape, dtype)
+    else:
+        value = (0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
+    return nnx.Param(value, logical_axes=axes)
+
+
+class RMSNorm(nnx.Module):
+    def __init__(self, dim: int, eps: float, axis_name: str, param_dtype):
+        self.scale = _param(None, (dim,), (axis_name,), param_dtype, init="ones")
+        self.eps = eps
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        x32 = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        # HF order: normalize in f32, cast back, then scale.
+        return self.scale.value.astype(x.dtype) * x32.astype(x.dtype)
+
+
+class Attention(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, n, k, h, pd = cfg.hidden_size, cfg.num_heads, cfg.num_kv_heads, cfg.head_dim, cfg.param_dtype
+        self.q_proj = _param(rngs, (d, n, h), ("embed", "heads", "head_dim"), pd)
+        self.k_proj = _param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), pd)
+        self.v_proj = _param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), pd)
+        self.o_proj = _param(rngs, (n, h, d), ("heads", "head_dim", "embed"), pd)
+        if cfg.qkv_bias:
+            self.q_bias = _param(None, (n, h), ("heads", "head_dim"), pd, init="zeros")
+            self.k_bias = _param(None, (k, h), ("kv_heads", "head_dim"), pd, init="zeros")
+            self.v_bias = _param(None, (k, h), ("kv_heads", "head_dim"), pd, init="zeros")
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(h, cfg.rms_norm_eps, "head_dim", pd)
+            self.k_norm = RMSNorm(h, cfg.rms_norm_eps, "head_dim", pd)
+        self.cfg = cfg
+        self.inv_freq = tuple(inverse_frequencies(h, cfg.rope_theta, cfg.rope_scaling).tolist())
+
+    def _project(self, x, kernel, bias, norm, positions):
+        dt = self.cfg.dtype
+        y = jnp.einsum("btd,dnh->btnh", x, kernel.value.astype(dt))
+        if bias is not None:
+            y = y + bias.value.astype(dt)
+        if norm is not None:
+            y = norm(y)
+        if positions is not None:
+            y = apply_rope(y, positions, jnp.asarray(self.inv_freq, jnp.float32))
+        return y
+
+    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv):
+        cfg = self.cfg
+        has_bias, has_norm = cfg.qkv_bias, cfg.qk_norm
+        q = self._project(x_BTD, self.q_proj, self.q_bias if has_bias else None,
+                          self.q_norm if has_norm else None, positions_BT)
+        k = self._project(x_BTD, self.k_proj, self.k_bias if has_bias else None,
+                          self.k_norm if has_norm else None, positions_BT)
+        v = self._project(x_BTD, self.v_proj, self.v_bias if has_bias else None, None, None)
+        q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+        if cache_kv is not None:
+            cache_k, cache_v, end = cache_kv
+            start = (layer, 0, end, 0, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k[None].astype(cache_k.dtype), start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v[None].astype(cache_v.dtype), start)
+            k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False).astype(q.dtype)
+            v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False).astype(q.dtype)
+            cache_kv = (cache_k, cache_v, end)
+        out = attend(q, k, v, mask_BTS)
+        y = jnp.einsum("btnh,nhd->btd", out, self.o_proj.value.astype(cfg.dtype))
+        return y, cache_kv
+
+
+def attend(q_BTNH, k_BSKH, v_BSKH, mask_BTS) -> jax.Array:
+    """Grouped-query attention; logits and softmax in float32."""
+    b, t, n, h = q_BTNH.shape
+    kv_heads = k_BSKH.shape[2]
+    q = q_BTNH.reshape(b, t, kv_heads, n // kv_heads, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q, k_BSKH,
+                        preferred_element_type=jnp.float32) * (h ** -0.5)
+    logits = jnp.where(mask_BTS[:, None, None], logits, _MASKED)
+    probs = jax.nn.softmax(logits, axis=-1).astype(v_BSKH.dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BSKH)
+    return out.reshape(b, t, n, h)
+
+
+class MLP(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        d, f, pd = cfg.hidden_size, cfg.mlp_dim, cfg.param_dtype
+        self.gate_proj = _param(rngs, (d, f), ("embed", "mlp"), pd)
+        self.up_proj = _param(rngs, (d, f), ("embed", "mlp"), pd)
+        self.down_proj = _param(rngs, (f, d), ("mlp", "embed"), pd)
+        self.dtype = cfg.dtype
+
+    def __call__(self, x_BTD):
+        dt = self.dtype
+        gate = x_BTD @ self.gate_proj.value.astype(dt)
+        up = x_BTD @ self.up_proj.value.astype(dt)
+        hidden = constrain(jax.nn.silu(gate) * up,
+                           ("activation_batch", "activation_length", "activation_mlp"))
+        return hidden @ self.down_proj.value.astype(dt)
+
+
+class Block(nnx.Module):
+    def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+        self.attn_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "norm", cfg.param_dtype)
+        self.attn = Attention(cfg, rngs)
+        self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "norm", cfg.param_dtype)
+        self.mlp = MLP(cfg, rngs)
+
+    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv):
+        attn_out, cache_kv = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BTS,
+                                       layer, cache_kv)
+        x_BTD = constrain(x_BTD + attn_out, _ACT)
+        x_BTD = constrain(x_BTD + self.mlp(self.mlp_norm(x_BTD)), _ACT)
+        return x_BTD, cache_kv
+
+
+def _stack_blocks(blocks: list[Block]) -> Block:
+    """One Block whose parameters have a leading 'layers' axis (for lax.scan)."""
+    graphdef, first = nnx.split(blocks[0])
+    states = [first] + [nnx.state(b) for b in blocks[1:]]
+    stacked = jax.tree.map(lambda *vs: vs[0].replace(jnp.stack([v.value for v in vs])),
+                           *states, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    for _, var in nnx.to_flat_state(stacked):
+        var.set_metadata(logical_axes=("layers",) + tuple(var.get_metadata()["logical_axes"]))
+    return nnx.merge(graphdef, stacked)
+
+
+class Transformer(nnx.Module):
+    """`model(tokens_BT)` → logits_BTV (float32); with `cache=` → (logits, cache)."""
+
+    def __init__(self, config: ModelConfig, *, rngs: nnx.Rngs):
+        cfg = config
+        self.config = cfg
+        self.embed = _param(rngs, (cfg.vocab_size, cfg.hidden_size), ("vocab", "embed"),
+                            cfg.param_dtype)
+        blocks = [Block(cfg, rngs) for _ in range(cfg.num_layers)]
+        self.layers = _stack_blocks(blocks) if cfg.scan_layers else nnx.List(blocks)
+        self.final_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "norm", cfg.param_dtype)
+        if not cfg.tie_word_embeddings:
+            self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
+                                  cfg.param_dtype)
+
+    def __call__(self, tokens_BT, *, positions_BT=None, input_mask_BT=None, cache=None):
+        hidden, cache = self.hidden_states(tokens_BT, positions_BT=positions_BT,
+                                           input_mask_BT=input_mask_BT, cache=cache)
+        logits = self.logits(hidden)
+        return logits if cache is None else (logits, cache)
+
+    def logits(self, hidden_BTD) -> jax.Array:
+        dt = self.config.dtype
+        if self.config.tie_word_embeddings:
+            logits = jnp.einsum("btd,vd->btv", hidden_BTD, self.embed.value.astype(dt))
+        else:
+            logits = hidden_BTD @ self.lm_head.value.astype(dt)
+        logits = constrain(logits, ("activation_batch", "activation_length", "activation_vocab"))
+        return logits.astype(jnp.float32)
+
+    def hidden_states(self, tokens_BT, *, positions_BT=None, input_mask_BT=None,
+                      cache: KVCache | None = None):
+        """Final-norm hidden states [B, T, D] (and the updated cache, or None)."""
+        cfg = self.config
+        b, t = tokens_BT.shape
+        if input_mask_BT is None:
+            input_mask_BT = jnp.ones((b, t), bool)
+        input_mask_BT = input_mask_BT.astype(bool)
+        before = jnp.cumsum(input_mask_BT, axis=1, dtype=jnp.int32) - 1
+        if cache is None:
+            key_valid_BS = input_mask_BT
+            q_slot = jnp.arange(t)
+            default_positions = jnp.maximum(before, 0)
+        else:
+            key_valid_BS = jax.lax.dynamic_update_slice(cache.mask, input_mask_BT, (0, cache.end))
+            q_slot = cache.end + jnp.arange(t)
+            default_positions = jnp.maximum(cache.num_tokens()[:, None] + before, 0)
+        positions_BT = default_positions if positions_BT is None else positions_BT
+        k_slot = jnp.arange(key_valid_BS.shape[1])
+        allowed_TS = k_slot[None, :] <= q_slot[:, None]
+        if cfg.sliding_window is not None:
+            allowed_TS &= q_slot[:, None] - k_slot[None, :] < cfg.sliding_window
+        mask_BTS = allowed_TS[None] & key_valid_BS[:, None, :]
+
+        x = self.embed.value.astype(cfg.dtype)[tokens_BT]
+        x = constrain(x, _ACT)
+        cache_kv = None if cache is None else (cache.k, cache.v, cache.end)
+        x, cache_kv = self._run_layers(x, positions_BT, mask_BTS, cache_kv)
+        hidden = self.final_norm(x)
+        if cache is not None:
+            cache = cache.replace(k=cache_kv[0], v=cache_kv[1], mask=key_valid_BS,
+                                  end=cache.end + t)
+        return hidden, cache
+
+    def _run_layers(self, x, positions, mask, cache_kv):
+        cfg = self.config
+
+        def apply(graphdef, state, x, layer, cache_kv):
+            return nnx.merge(graphdef, state)(x, positions, mask, layer, cache_kv)
+
+        if cfg.remat == "full":
+            apply = jax.checkpoint(apply, static_argnums=(0,))
+        if cfg.scan_layers:
+            graphdef, state = nnx.split(self.layers)
+
+            def body(carry, layer_state):
+                x, cache_kv, layer = carry
+                x, cache_kv = apply(graphdef, layer_state, x, layer, cache_kv)
+                return (x, cache_kv, layer + 1), None
+
+            (x, cache_kv, _), _ = jax.lax.scan(body, (x, cache_kv, jnp.int32(0)), state)
+            return x, cache_kv
+        for layer, block in enumerate(self.layers):
+            graphdef, state = nnx.split(block)
+            x, cache_kv = apply(graphdef, state, x, layer, cache_kv)
+        return x, cache_kv
