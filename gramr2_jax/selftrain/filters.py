@@ -1,0 +1,212 @@
+"""Pseudo-label filters for self-training (SPEC §2, stage 2 step 2; method.md (c)).
+
+Input per unlabelled pair: k sampled judgments with the pair in its original
+order and k with the responses swapped. Every sample's ``verdict`` and ``p_a``
+are in the ORIGINAL pair's frame (build samples with ``sample_from_generation``,
+which maps swapped-order verdicts back); its ``text`` stays as generated, so a
+swapped sample's rationale names the responses as the model saw them.
+
+Filters, each switchable through FilterThresholds (None / False = off):
+  vote        share of ALL samples voting for the majority label >= kappa
+              (abstains stay in the denominator, so they count against)
+  confidence  mean p(majority label) over samples with a probability >= tau
+  swap        majority label in original order == majority in swapped order
+  rationale   some agreeing sample has well-formed tags, a rationale of
+              min_chars..max_chars with the required sections, and a
+              "Conclusion:" naming the same response as its verdict
+  self_check  some agreeing sample has teacher-forced p(verdict | rationale) >= sigma
+A pair with no majority (tie, or all abstain) is dropped as "no_label".
+The kept pair's rationale is the agreeing sample, among those passing the
+rationale and self-check filters, with the highest p_verdict.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import re
+from collections.abc import Iterable, Sequence
+
+from gramr2_jax.data import judge_format
+from gramr2_jax.selftrain.curriculum import FilterThresholds
+
+FILTER_NAMES = ("no_label", "vote", "confidence", "swap", "rationale", "self_check")
+_OTHER = {"A": "B", "B": "A"}
+_NAMED_RE = re.compile(r"\b(?:Response|Assistant)\s+([AB])\b")
+_NAMED_BETTER_RE = re.compile(r"\b(?:Response|Assistant)\s+([AB])\b[^.]*?\bis (?:better|preferred)")
+
+
+def to_original_frame(verdict: str | None, swapped: bool) -> str | None:
+    """A verdict given with the responses swapped, expressed for the original order."""
+    return _OTHER[verdict] if swapped and verdict is not None else verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class JudgmentSample:
+    verdict: str | None  # "A" | "B" | None (abstain), original frame
+    p_verdict: float | None  # probability of this sample's verdict (softmax over the two verdict tokens)
+    p_a: float | None  # probability the ORIGINAL response A is better
+    text: str  # the generated judgment, in the order the model saw
+    self_check_prob: float | None = None  # teacher-forced p(verdict | rationale), if computed
+
+
+def sample_from_generation(
+    text: str, p_first: float | None, *, swapped: bool, self_check_prob: float | None = None
+) -> JudgmentSample:
+    """A sample from generated text and p("A" token) at its answer position, as shown to the model.
+
+    The verdict is parsed from the text (judge_format rules) and mapped to the original frame.
+    """
+    verdict = to_original_frame(judge_format.parse_verdict(text), swapped)
+    p_a = None if p_first is None else (1.0 - p_first if swapped else p_first)
+    p_verdict = None if verdict is None or p_a is None else (p_a if verdict == "A" else 1.0 - p_a)
+    return JudgmentSample(verdict, p_verdict, p_a, text, self_check_prob)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairJudgments:
+    pair_id: str
+    original: Sequence[JudgmentSample]
+    swapped: Sequence[JudgmentSample] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterResult:
+    pair_id: str
+    keep: bool
+    label: str | None  # the pseudo-label (majority verdict), original frame
+    reasons: tuple[str, ...]  # names of the failed filters (FILTER_NAMES); empty when kept
+    vote_agreement: float
+    confidence: float
+    rationale_order: str | None = None  # "original" | "swapped"; set only when kept
+    rationale_index: int | None = None  # index into that order's samples
+    rationale_text: str | None = None  # the chosen sample's generated text
+
+
+@dataclasses.dataclass(frozen=True)
+class FilterStats:
+    total: int
+    kept: int
+    kept_by_label: dict[str, int]  # position balance of what is kept
+    drops_by_reason: dict[str, int]  # a dropped pair counts once for each failed filter
+
+
+def conclusion_names(rationale: str) -> str | None:
+    """The response the rationale's last "Conclusion:" names as better, or None if unclear."""
+    start = rationale.rfind("Conclusion:")
+    if start < 0:
+        return None
+    conclusion = rationale[start + len("Conclusion:"):]
+    better = _NAMED_BETTER_RE.search(conclusion)
+    if better:
+        return better.group(1)
+    named = set(_NAMED_RE.findall(conclusion))
+    return named.pop() if len(named) == 1 else None
+
+
+def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
+    """Why a generated judgment's rationale fails the rule checks ([] if it passes)."""
+    judgment = judge_format.parse_judgment(text)
+    if not judgment.well_formed:
+        return ["malformed tags"]
+    rationale = judgment.rationale or ""
+    problems = []
+    if not thresholds.min_chars <= len(rationale) <= thresholds.max_chars:
+        problems.append(f"length {len(rationale)} outside [{thresholds.min_chars}, {thresholds.max_chars}]")
+    problems += [f"missing section {s!r}" for s in thresholds.required_sections if s not in rationale]
+    # Both in the frame the model saw, so no mapping is needed here.
+    if conclusion_names(rationale) != judgment.verdict:
+        problems.append("conclusion does not name the verdict")
+    return problems
+
+
+def _majority(samples: Sequence[JudgmentSample]) -> str | None:
+    """Most votes; a tie goes to the mean p_a side; still tied (or nothing) -> None."""
+    votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
+    if votes["A"] != votes["B"]:
+        return "A" if votes["A"] > votes["B"] else "B"
+    probs = [s.p_a for s in samples if s.p_a is not None]
+    mean_p_a = sum(probs) / len(probs) if probs else 0.5
+    return None if mean_p_a == 0.5 else ("A" if mean_p_a > 0.5 else "B")
+
+
+def _confidence(samples: Sequence[JudgmentSample], label: str) -> float:
+    probs = [s.p_a if label == "A" else 1.0 - s.p_a for s in samples if s.p_a is not None]
+    return sum(probs) / len(probs) if probs else 0.0
+
+
+def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterResult:
+    """Applies the enabled filters to one pair's samples."""
+    samples = list(record.original) + list(record.swapped)
+    if not samples:
+        raise ValueError(f"pair {record.pair_id!r} has no judgment samples")
+    if thresholds.swap_agreement and not (record.original and record.swapped):
+        raise ValueError(f"pair {record.pair_id!r}: swap_agreement needs samples in both orders")
+    label = _majority(samples)
+    if label is None:
+        return FilterResult(record.pair_id, False, None, ("no_label",), 0.0, 0.0)
+
+    agreement = sum(s.verdict == label for s in samples) / len(samples)
+    confidence = _confidence(samples, label)
+    reasons = []
+    if thresholds.kappa is not None and agreement < thresholds.kappa:
+        reasons.append("vote")
+    if thresholds.tau is not None and confidence < thresholds.tau:
+        reasons.append("confidence")
+    if thresholds.swap_agreement and _majority(record.original) != _majority(record.swapped):
+        reasons.append("swap")
+
+    # Candidate rationales: (order, index, sample) for samples agreeing with the label.
+    candidates = [
+        (order, index, sample)
+        for order, group in (("original", record.original), ("swapped", record.swapped))
+        for index, sample in enumerate(group)
+        if sample.verdict == label
+    ]
+    if thresholds.rationale_rules:
+        swapped_order = {"original": False, "swapped": True}
+        passing = [
+            c for c in candidates
+            if not rationale_problems(c[2].text, thresholds)
+            # The text's own verdict must be the label too, since the text is what gets trained on.
+            and to_original_frame(judge_format.parse_verdict(c[2].text), swapped_order[c[0]]) == label
+        ]
+        if not passing:
+            reasons.append("rationale")
+        candidates = passing or candidates
+    if thresholds.sigma is not None:
+        checked = [c for c in candidates if _self_check_prob(c[2], record.pair_id) >= thresholds.sigma]
+        if not checked:
+            reasons.append("self_check")
+        candidates = checked or candidates
+
+    if reasons:
+        return FilterResult(record.pair_id, False, label, tuple(reasons), agreement, confidence)
+    # Highest p_verdict; max() keeps the first of equals, so original order wins ties.
+    order, index, best = max(candidates, key=lambda c: -1.0 if c[2].p_verdict is None else c[2].p_verdict)
+    return FilterResult(record.pair_id, True, label, (), agreement, confidence, order, index, best.text)
+
+
+def _self_check_prob(sample: JudgmentSample, pair_id: str) -> float:
+    if sample.self_check_prob is None:
+        raise ValueError(f"pair {pair_id!r}: the self-check filter is on but a sample has no self_check_prob")
+    return sample.self_check_prob
+
+
+def filter_pairs(
+    records: Iterable[PairJudgments], thresholds: FilterThresholds
+) -> tuple[list[FilterResult], FilterStats]:
+    """Filters every pair; returns the per-pair results and the aggregate counts."""
+    results = [filter_pair(record, thresholds) for record in records]
+    return results, summarize(results)
+
+
+def summarize(results: Sequence[FilterResult]) -> FilterStats:
+    kept = [r for r in results if r.keep]
+    drops = collections.Counter(reason for r in results for reason in r.reasons)
+    return FilterStats(
+        total=len(results),
+        kept=len(kept),
+        kept_by_label={v: sum(r.label == v for r in kept) for v in judge_format.VERDICTS},
+        drops_by_reason={name: drops[name] for name in FILTER_NAMES},
+    )
