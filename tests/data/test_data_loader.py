@@ -92,6 +92,7 @@ def test_too_long_example_errors():
         next(iter(_loader(length_buckets=(8,))))
 
 
+@pytest.mark.shared
 def test_bt_batch_keys(shared_dir):
     import transformers
     from gramr2_jax.data.prompts import PairSequenceBuilder

@@ -9,6 +9,8 @@ from gramr2_jax.data import judge_format as jf
 from gramr2_jax.data import prompts
 from gramr2_jax.data.schema import JudgeExample, LabelledPair
 
+pytestmark = pytest.mark.shared  # real tokenizers from ../shared
+
 CHATML = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + "
           "message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
