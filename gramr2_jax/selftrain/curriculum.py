@@ -47,14 +47,12 @@ _CONFIG_KEYS = ("num_rounds", "schedule", "base", "rounds", "start", "end")
 
 def threshold_errors(values: Mapping[str, Any], where: str) -> list[str]:
     """Problems with a (partial) thresholds mapping, each naming its field."""
-    errors = [
-        f"{where}.{key}: unknown field (known: {', '.join(FIELDS)})" for key in values if key not in FIELDS
-    ]
+    known = ", ".join(FIELDS)
+    errors = [f"{where}.{key}: unknown field (known: {known})" for key in values if key not in FIELDS]
     for key in _PROBABILITIES:
         value = values.get(key)
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0
-        ):
+        is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if value is not None and not (is_number and 0.0 <= value <= 1.0):
             errors.append(f"{where}.{key}: must be a number in [0, 1] or None, got {value!r}")
     for key in _SWITCHES:
         if key in values and not isinstance(values[key], bool):
@@ -68,7 +66,9 @@ def threshold_errors(values: Mapping[str, Any], where: str) -> list[str]:
         errors.append(f"{where}.max_chars: must be >= min_chars ({low}), got {high}")
     sections = values.get("required_sections", ())
     if not isinstance(sections, (list, tuple)) or not all(isinstance(s, str) and s for s in sections):
-        errors.append(f"{where}.required_sections: must be a list of non-empty strings, got {sections!r}")
+        errors.append(
+            f"{where}.required_sections: must be a list of non-empty strings, got {sections!r}"
+        )
     return errors
 
 
@@ -98,8 +98,12 @@ def validate(cfg: Any, prefix: str = "curriculum") -> list[str]:
         return errors + [f"{prefix}.schedule: must be one of {_SCHEDULES}, got {schedule!r}"]
     base = _plain(cfg.get("base") or {})
     errors += threshold_errors(_with_defaults(base), f"{prefix}.base")
-    unused = [key for key in ("rounds", "start", "end") if key in cfg and not _used_by(key, schedule)]
-    errors += [f"{prefix}.{key}: not used by schedule {schedule!r}" for key in unused]
+    used = {"explicit": ("rounds",), "linear": ("start", "end")}.get(schedule, ())
+    errors += [
+        f"{prefix}.{key}: not used by schedule {schedule!r}"
+        for key in ("rounds", "start", "end")
+        if key in cfg and key not in used
+    ]
 
     if schedule == "explicit":
         rounds = cfg.get("rounds")
@@ -136,10 +140,6 @@ def validate(cfg: Any, prefix: str = "curriculum") -> list[str]:
     return errors
 
 
-def _used_by(key: str, schedule: str) -> bool:
-    return (key == "rounds" and schedule == "explicit") or (key in ("start", "end") and schedule == "linear")
-
-
 def thresholds_for_round(cfg: Any, round_index: int) -> FilterThresholds:
     """The thresholds of round *round_index* (1-based); raises ValueError naming bad fields."""
     errors = validate(cfg)
@@ -148,7 +148,9 @@ def thresholds_for_round(cfg: Any, round_index: int) -> FilterThresholds:
     cfg = _plain(cfg)
     num_rounds = cfg["num_rounds"]
     if not 1 <= round_index <= num_rounds:
-        raise ValueError(f"round must be in 1..{num_rounds} (curriculum.num_rounds), got {round_index}")
+        raise ValueError(
+            f"round must be in 1..{num_rounds} (curriculum.num_rounds), got {round_index}"
+        )
     values = _with_defaults(_plain(cfg.get("base") or {}))
     schedule = cfg.get("schedule", "constant")
     if schedule == "explicit":
@@ -162,7 +164,9 @@ def thresholds_for_round(cfg: Any, round_index: int) -> FilterThresholds:
     return FilterThresholds(**values)
 
 
-def _interpolate(field: str, start: float | None, end: float | None, fraction: float) -> float | int | None:
+def _interpolate(
+    field: str, start: float | None, end: float | None, fraction: float
+) -> float | int | None:
     if start is None:
         return None
     value = start + (end - start) * fraction

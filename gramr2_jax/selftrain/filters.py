@@ -26,6 +26,7 @@ import collections
 import dataclasses
 import re
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from gramr2_jax.data import judge_format
 from gramr2_jax.selftrain.curriculum import FilterThresholds
@@ -44,7 +45,7 @@ def to_original_frame(verdict: str | None, swapped: bool) -> str | None:
 @dataclasses.dataclass(frozen=True)
 class JudgmentSample:
     verdict: str | None  # "A" | "B" | None (abstain), original frame
-    p_verdict: float | None  # probability of this sample's verdict (softmax over the two verdict tokens)
+    p_verdict: float | None  # p(this verdict), softmax over the two verdict tokens
     p_a: float | None  # probability the ORIGINAL response A is better
     text: str  # the generated judgment, in the order the model saw
     self_check_prob: float | None = None  # teacher-forced p(verdict | rationale), if computed
@@ -112,8 +113,13 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
     rationale = judgment.rationale or ""
     problems = []
     if not thresholds.min_chars <= len(rationale) <= thresholds.max_chars:
-        problems.append(f"length {len(rationale)} outside [{thresholds.min_chars}, {thresholds.max_chars}]")
-    problems += [f"missing section {s!r}" for s in thresholds.required_sections if s not in rationale]
+        bounds = f"[{thresholds.min_chars}, {thresholds.max_chars}]"
+        problems.append(f"length {len(rationale)} outside {bounds}")
+    problems += [
+        f"missing section {section!r}"
+        for section in thresholds.required_sections
+        if section not in rationale
+    ]
     # Both in the frame the model saw, so no mapping is needed here.
     if conclusion_names(rationale) != judgment.verdict:
         problems.append("conclusion does not name the verdict")
@@ -121,8 +127,10 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
 
 
 def _majority(samples: Sequence[JudgmentSample]) -> str | None:
-    """Most votes; a tie goes to the mean p_a side; still tied (or nothing) -> None."""
+    """Most votes; a tie goes to the mean p_a side; still tied, or no votes at all -> None."""
     votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
+    if not votes:
+        return None
     if votes["A"] != votes["B"]:
         return "A" if votes["A"] > votes["B"] else "B"
     probs = [s.p_a for s in samples if s.p_a is not None]
@@ -156,26 +164,19 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterRe
     if thresholds.swap_agreement and _majority(record.original) != _majority(record.swapped):
         reasons.append("swap")
 
-    # Candidate rationales: (order, index, sample) for samples agreeing with the label.
     candidates = [
-        (order, index, sample)
+        _Candidate(order, index, sample)
         for order, group in (("original", record.original), ("swapped", record.swapped))
         for index, sample in enumerate(group)
         if sample.verdict == label
     ]
     if thresholds.rationale_rules:
-        swapped_order = {"original": False, "swapped": True}
-        passing = [
-            c for c in candidates
-            if not rationale_problems(c[2].text, thresholds)
-            # The text's own verdict must be the label too, since the text is what gets trained on.
-            and to_original_frame(judge_format.parse_verdict(c[2].text), swapped_order[c[0]]) == label
-        ]
+        passing = [c for c in candidates if _rationale_ok(c, label, thresholds)]
         if not passing:
             reasons.append("rationale")
         candidates = passing or candidates
     if thresholds.sigma is not None:
-        checked = [c for c in candidates if _self_check_prob(c[2], record.pair_id) >= thresholds.sigma]
+        checked = [c for c in candidates if _self_check_prob(c, record.pair_id) >= thresholds.sigma]
         if not checked:
             reasons.append("self_check")
         candidates = checked or candidates
@@ -183,14 +184,31 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterRe
     if reasons:
         return FilterResult(record.pair_id, False, label, tuple(reasons), agreement, confidence)
     # Highest p_verdict; max() keeps the first of equals, so original order wins ties.
-    order, index, best = max(candidates, key=lambda c: -1.0 if c[2].p_verdict is None else c[2].p_verdict)
-    return FilterResult(record.pair_id, True, label, (), agreement, confidence, order, index, best.text)
+    best = max(candidates, key=lambda c: -1.0 if c.sample.p_verdict is None else c.sample.p_verdict)
+    return FilterResult(
+        record.pair_id, True, label, (), agreement, confidence, best.order, best.index, best.sample.text
+    )
 
 
-def _self_check_prob(sample: JudgmentSample, pair_id: str) -> float:
-    if sample.self_check_prob is None:
-        raise ValueError(f"pair {pair_id!r}: the self-check filter is on but a sample has no self_check_prob")
-    return sample.self_check_prob
+class _Candidate(NamedTuple):
+    """A sample agreeing with the label, as a possible training rationale."""
+
+    order: str  # "original" | "swapped"
+    index: int
+    sample: JudgmentSample
+
+
+def _rationale_ok(candidate: _Candidate, label: str, thresholds: FilterThresholds) -> bool:
+    text = candidate.sample.text
+    # The text's own verdict must be the label too: the text is what gets trained on.
+    text_verdict = to_original_frame(judge_format.parse_verdict(text), candidate.order == "swapped")
+    return text_verdict == label and not rationale_problems(text, thresholds)
+
+
+def _self_check_prob(candidate: _Candidate, pair_id: str) -> float:
+    if candidate.sample.self_check_prob is None:
+        raise ValueError(f"pair {pair_id!r}: self-check filter is on but a sample has no self_check_prob")
+    return candidate.sample.self_check_prob
 
 
 def filter_pairs(

@@ -14,9 +14,9 @@ import re
 from gramr2_jax.synthetic.task import Task
 
 KINDS = {
-    "colours": ("red", "blue", "green", "yellow", "pink", "black", "white", "brown", "grey", "purple"),
-    "animals": ("cat", "dog", "cow", "pig", "fox", "owl", "bear", "wolf", "lion", "duck", "goat", "horse"),
-    "fruits": ("apple", "pear", "plum", "kiwi", "fig", "lime", "lemon", "mango", "grape", "peach", "melon", "banana"),
+    "colours": tuple("red blue green yellow pink black white brown grey purple".split()),
+    "animals": tuple("cat dog cow pig fox owl bear wolf lion duck goat horse".split()),
+    "fruits": tuple("apple pear plum kiwi fig lime lemon mango grape peach melon banana".split()),
 }
 SINGULAR = {"colours": "colour", "animals": "animal", "fruits": "fruit"}
 TOPICS = ("sea", "sky", "cat", "forest", "city", "rain", "sun", "river", "garden", "night")
@@ -28,7 +28,9 @@ ADJECTIVES = (
 _WORDS_RE = re.compile(r"^Describe the (\w+) in exactly (\d+) words\.$")
 _LOWER_RE = re.compile(r"^Describe the (\w+) using only lowercase letters\.$")
 _LIST_RE = re.compile(r"^List (\d+) (colours|animals|fruits)\.$")
-_LETTER_RE = re.compile(r"^Name (?:an? (colour|animal|fruit)|(\d+) (colours|animals|fruits)) without the letter ([a-z])\.$")
+_LETTER_RE = re.compile(
+    r"^Name (?:an? (colour|animal|fruit)|(\d+) (colours|animals|fruits)) without the letter ([a-z])\.$"
+)
 
 
 def _with_article(kind: str) -> str:
@@ -67,7 +69,7 @@ class LowercaseTask(Task):
         return "The prompt asks for only lowercase letters"
 
     def describe(self, response: str) -> str:
-        return "has capital letters" if any(ch.isupper() for ch in response) else "has no capital letters"
+        return "has no capital letters" if self.is_good(response) else "has capital letters"
 
     def is_good(self, response: str) -> bool:
         return not any(ch.isupper() for ch in response)
@@ -90,7 +92,9 @@ class ListTask(Task):
     def describe(self, response: str) -> str:
         in_kind, others = self._split(response)
         phrase = f"lists {_count_phrase(in_kind, self.kind)}"
-        return phrase + (f" and {others} other {'word' if others == 1 else 'words'}" if others else "")
+        if others:
+            phrase += f" and {others} other {'word' if others == 1 else 'words'}"
+        return phrase
 
     def is_good(self, response: str) -> bool:
         return self._split(response) == (self.count, 0)

@@ -8,7 +8,7 @@ import re
 
 from gramr2_jax.synthetic.task import Task
 
-WORDS = ("cat", "sun", "tree", "apple", "river", "blue", "stone", "house", "light", "garden", "moon", "bird")
+WORDS = tuple("cat sun tree apple river blue stone house light garden moon bird".split())
 
 _PARITY_RE = re.compile(r"^Is (\d+) (even|odd)\?$")
 _LEN_RE = re.compile(r"^What does len\('([a-z ]+)'\) return\?$")
@@ -123,7 +123,8 @@ def _parity(rng: random.Random, difficulty: int) -> tuple[str, str, str]:
     yes, no = ("Yes", "No") if asked == truth else ("No", "Yes")
     if difficulty == 2:  # the same correct step, then a wrong conclusion
         step = f"{number} ends in {number % 10}, so"
-        chosen, rejected = f"{yes}. {step} {number} is {truth}.", f"{no}. {step} {number} is {wrong}."
+        chosen = f"{yes}. {step} {number} is {truth}."
+        rejected = f"{no}. {step} {number} is {wrong}."
     else:
         chosen, rejected = f"{yes}, {number} is {truth}.", f"{no}, {number} is {wrong}."
     return f"Is {number} {asked}?", chosen, rejected
@@ -158,7 +159,8 @@ def _sort(rng: random.Random, difficulty: int) -> tuple[str, str, str]:
         index = rng.randrange(size - 1)
         wrong[index], wrong[index + 1] = wrong[index + 1], wrong[index]
     prompt = f"Sort {_format_list(numbers)} in increasing order."
-    return prompt, f"The sorted list is {_format_list(ordered)}.", f"The sorted list is {_format_list(wrong)}."
+    answer = "The sorted list is {}."
+    return prompt, answer.format(_format_list(ordered)), answer.format(_format_list(wrong))
 
 
 def _larger(rng: random.Random, difficulty: int) -> tuple[str, str, str]:

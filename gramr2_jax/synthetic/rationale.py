@@ -79,8 +79,8 @@ def check_rationale(pair: Mapping[str, str], rationale: str, verdict: str | None
     for match in _RESPONSE_RE.finditer(rationale):
         name, evidence, status = match.groups()
         described.add(name)
-        true_evidence = task.describe(responses[name])
-        claims.append((f"Response {name} {evidence}", normalize(evidence) == normalize(true_evidence)))
+        evidence_true = normalize(evidence) == normalize(task.describe(responses[name]))
+        claims.append((f"Response {name} {evidence}", evidence_true))
         claims.append((f"Response {name} is {status}", good[name] == (status == "correct")))
     problems += [f"missing: Response {name}" for name in "AB" if name not in described]
 

@@ -54,7 +54,9 @@ def make_split(
         if key in seen:
             duplicates += 1
             if duplicates > _MAX_DUPLICATES_IN_A_ROW:
-                raise ValueError(f"cannot draw {n} distinct {category} pairs at difficulty {difficulty}")
+                raise ValueError(
+                    f"cannot draw {n} distinct {category} pairs at difficulty {difficulty}"
+                )
             continue
         duplicates = 0
         seen.add(key)

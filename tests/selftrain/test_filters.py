@@ -111,9 +111,13 @@ def test_swap_filter_requires_swapped_samples():
 
 
 def test_no_majority_is_dropped_even_with_filters_off():
-    all_abstain = [sample_from_generation("nothing", None, swapped=False)] * 3
+    # Abstains may still carry p(A) from the answer position; without votes there is no label.
+    all_abstain = [sample_from_generation("nothing", 0.9, swapped=False)] * 3
     result = filter_pair(PairJudgments("p", all_abstain), ALL_OFF)
     assert not result.keep and result.label is None and result.reasons == ("no_label",)
+    # All abstain in one order: no majority there, so the swap filter drops the pair.
+    one_sided = PairJudgments("p", [original("A")], all_abstain)
+    assert filter_pair(one_sided, only(swap_agreement=True)).reasons == ("swap",)
     # A vote tie is broken by the mean p(A): 0.9 and 1 - 0.6.
     tie = PairJudgments("p", [original("A", p=0.9), original("B", p=0.6)])
     assert filter_pair(tie, ALL_OFF).label == "A"
