@@ -1,0 +1,59 @@
+"""Timing helpers shared by the benchmarks: a wall-clock timer and the matmul peak.
+
+The peak is *measured*, not looked up: the best FLOP/s of a jitted square matmul
+on the default backend, so "fraction of peak" numbers are relative to what this
+machine (with its current load) actually delivers.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+
+def _run_times(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
+    for _ in range(warmup):
+        jax.block_until_ready(fn())
+    times = []
+    for _ in range(max(iters, 1)):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return sorted(times)
+
+
+def timeit(fn: Callable[[], Any], warmup: int = 1, iters: int = 3) -> float:
+    """Median seconds of `fn()` over `iters` runs after `warmup` runs.
+
+    Blocks on the result, so asynchronous dispatch is included in the time.
+    """
+    times = _run_times(fn, warmup, iters)
+    return times[len(times) // 2]
+
+
+def _default_size() -> int:
+    return 1024 if jax.default_backend() == "cpu" else 8192
+
+
+def matmul_peak_flops(dtype=jnp.float32, n: int | None = None, iters: int = 10) -> float:
+    """Best measured FLOP/s of an n×n @ n×n matmul (4 chained per call to hide dispatch).
+
+    The best run, not the median: a peak is what the hardware can do, and on a
+    shared machine slower runs mostly measure other people's work.
+    """
+    n = _default_size() if n is None else n
+    chain = 4
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32).astype(dtype)
+    b = (jax.random.normal(jax.random.key(1), (n, n), jnp.float32) / n ** 0.5).astype(dtype)
+
+    @jax.jit
+    def run(a, b):
+        for _ in range(chain):
+            a = a @ b
+        return a
+
+    seconds = _run_times(lambda: run(a, b), warmup=2, iters=iters)[0]
+    return chain * 2.0 * n ** 3 / seconds

@@ -1,0 +1,137 @@
+"""The jitted hot path: prefill once, then a `lax.while_loop` of one-token steps.
+
+A pure function of (graphdef, params state, arrays, method, static plan); the
+`Sampler` jits it once per static plan and shape bucket.
+
+Rows are prompt-major: row r = prompt r // k, sample r % k. With prefix sharing
+the B prompts are prefilled once and their cache rows repeated k times; without
+it the prompts are repeated first and all B*k rows prefilled (the baseline).
+
+Per-row randomness: key(seed) → fold_in(prompt id) → fold_in(sample index) →
+fold_in(step), so a row's tokens do not depend on what else is in the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+from flax import nnx, struct
+
+from gramr2_jax import sharding
+from gramr2_jax.models.kv_cache import CACHE_AXES, KVCache
+from gramr2_jax.sampling import verdict as verdict_lib
+from gramr2_jax.sampling.methods import Method
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """Static settings of one compiled generate function (hashable)."""
+
+    num_samples: int
+    max_new_tokens: int
+    cache_length: int
+    stop_ids: tuple[int, ...]
+    pad_id: int
+    share_prefix: bool
+    return_logprobs: bool
+    cache_dtype: str
+    verdict: verdict_lib.Verdict | None = None
+
+
+@struct.dataclass
+class DecodeState:
+    step: jax.Array  # [] index of the most recently sampled token
+    last_token_R: jax.Array  # [R] input of the next forward step
+    tokens_RN: jax.Array  # [R, N] sampled tokens, pad after the end
+    logprobs_RN: jax.Array  # [R, N] raw model log p of each token, 0 after the end
+    lengths_R: jax.Array  # [R] tokens generated, stop token included
+    done_R: jax.Array  # [R] a stop token was sampled
+    cache: KVCache
+    verdict: verdict_lib.VerdictState | None
+
+
+def _constrain_cache(cache: KVCache) -> KVCache:
+    return cache.replace(k=sharding.constrain(cache.k, CACHE_AXES),
+                         v=sharding.constrain(cache.v, CACHE_AXES),
+                         mask=sharding.constrain(cache.mask, CACHE_AXES[1:3]))
+
+
+def _row_keys(seed: jax.Array, prompt_ids_B: jax.Array, k: int) -> jax.Array:
+    base = jax.random.key(seed)
+    per_prompt = jax.vmap(lambda p: jax.random.fold_in(base, p))(prompt_ids_B)
+    per_row = jax.vmap(lambda key: jax.vmap(lambda j: jax.random.fold_in(key, j))(
+        jnp.arange(k)))(per_prompt)
+    return per_row.reshape(-1)
+
+
+def _pick(plan: Plan, method: Method, keys_R: jax.Array, logits_RV: jax.Array,
+          s: DecodeState) -> DecodeState:
+    """Samples token `s.step` of every row from its logits and records it."""
+    active = ~s.done_R
+    if s.verdict is not None:
+        s = s.replace(verdict=verdict_lib.observe(plan.verdict, s.verdict, logits_RV, active))
+    step_keys = jax.vmap(jax.random.fold_in, in_axes=(0, None))(keys_R, s.step)
+    token = jax.vmap(method.sample)(step_keys, logits_RV)
+    out_token = jnp.where(active, token, plan.pad_id)
+    tokens = jax.lax.dynamic_update_slice(s.tokens_RN, out_token[:, None], (0, s.step))
+    logprobs = s.logprobs_RN
+    if plan.return_logprobs:
+        logp = jnp.take_along_axis(jax.nn.log_softmax(logits_RV), token[:, None], axis=1)
+        logp = jnp.where(active[:, None], logp, 0.0)
+        logprobs = jax.lax.dynamic_update_slice(logprobs, logp, (0, s.step))
+    stop = jnp.isin(token, jnp.asarray(plan.stop_ids, jnp.int32)) if plan.stop_ids else False
+    verdict = None if s.verdict is None else verdict_lib.push(s.verdict, token)
+    return s.replace(last_token_R=token, tokens_RN=tokens, logprobs_RN=logprobs,
+                     lengths_R=s.lengths_R + active, done_R=s.done_R | (active & stop),
+                     verdict=verdict)
+
+
+def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
+             mask_BP: jax.Array, prompt_ids_B: jax.Array, seed: jax.Array,
+             method: Method, plan: Plan) -> dict[str, jax.Array]:
+    """Prefill + decode. Returns the final DecodeState's outputs as a dict."""
+    model = nnx.merge(graphdef, params)
+    k, n = plan.num_samples, plan.max_new_tokens
+    keys_R = _row_keys(seed, prompt_ids_B, k)
+    if not plan.share_prefix:
+        tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
+    cache = KVCache.zeros(model.config, tokens_BP.shape[0], plan.cache_length,
+                          dtype=jnp.dtype(plan.cache_dtype))
+    hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
+                                        cache=_constrain_cache(cache))
+    logits_RV = model.logits(hidden[:, -1:])[:, 0]  # only the last position is needed
+    if plan.share_prefix:
+        cache = _constrain_cache(cache.repeat(k))
+        logits_RV = jnp.repeat(logits_RV, k, axis=0)
+        tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
+    rows = logits_RV.shape[0]
+    state = DecodeState(
+        step=jnp.int32(0), last_token_R=jnp.zeros((rows,), jnp.int32),
+        tokens_RN=jnp.full((rows, n), plan.pad_id, jnp.int32),
+        logprobs_RN=jnp.zeros((rows, n), jnp.float32),
+        lengths_R=jnp.zeros((rows,), jnp.int32), done_R=jnp.zeros((rows,), bool), cache=cache,
+        verdict=None if plan.verdict is None else verdict_lib.init_state(
+            plan.verdict, tokens_BP, mask_BP))
+    state = _pick(plan, method, keys_R, logits_RV, state)
+
+    def cond(s: DecodeState) -> jax.Array:
+        return (s.step + 1 < n) & ~jnp.all(s.done_R) & (s.cache.end < plan.cache_length)
+
+    def body(s: DecodeState) -> DecodeState:
+        positions = s.cache.num_tokens()[:, None]
+        hidden, cache = model.hidden_states(s.last_token_R[:, None], positions_BT=positions,
+                                            cache=s.cache)
+        logits_RV = model.logits(hidden)[:, 0]
+        return _pick(plan, method, keys_R, logits_RV,
+                     s.replace(step=s.step + 1, cache=_constrain_cache(cache)))
+
+    state = jax.lax.while_loop(cond, body, state)
+    out = dict(tokens=state.tokens_RN, lengths=state.lengths_R, stopped=state.done_R)
+    if plan.return_logprobs:
+        out["logprobs"] = state.logprobs_RN
+    if state.verdict is not None:
+        out["verdict_probs"] = verdict_lib.probs(state.verdict)
+        out["verdict_found"] = state.verdict.found_R
+    return out

@@ -1,0 +1,213 @@
+"""`Sampler`: the host-side API around the jitted decode loop (decode.py).
+
+The sampler is stateless: static settings plus the model split into
+(graphdef, params). Each `generate` call tokenizes, left-pads into a length
+bucket (padding.py), runs one compiled function and returns numpy results.
+Compiled shapes: one per (prompt bucket, #prompts, k, max_new_tokens, method
+class, static method sizes such as top_k); temperature, top_p and the seed are
+traced, so changing them never recompiles.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from gramr2_jax import sharding
+from gramr2_jax.sampling import decode, scoring
+from gramr2_jax.sampling.methods import Method, make_method
+from gramr2_jax.sampling.padding import Prompt, bucket_length, left_pad, tokenize
+from gramr2_jax.sampling.verdict import Verdict
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleOutput:
+    """Rows are prompt-major: row r holds sample `sample_index[r]` of `prompt_index[r]`.
+
+    tokens    [R, N] int32  generated ids; the stop token is included, then pad_id.
+    lengths   [R]    int32  generated tokens per row, stop token included.
+    stopped   [R]    bool   the row ended with a stop token (else: max tokens / cache full).
+    logprobs  [R, N] f32    RAW model log p(token | context): temperature 1, no top-k/p
+                            truncation (what the judge needs); 0 after the end.
+    texts     decoded rows WITHOUT the stop token (None without a tokenizer).
+    verdict_probs [R, C] softmax over the candidate logits at the first trigger
+                  (NaN where the trigger never came); see verdict.py.
+    """
+
+    tokens: np.ndarray
+    lengths: np.ndarray
+    stopped: np.ndarray
+    logprobs: np.ndarray | None
+    prompt_index: np.ndarray
+    sample_index: np.ndarray
+    texts: list[str] | None = None
+    verdict_probs: np.ndarray | None = None
+    verdict_found: np.ndarray | None = None
+
+
+class Sampler:
+    """Batched sampling and teacher-forced scoring for a `Transformer`.
+
+    min_prompt_bucket: prompts pad to powers of two ≥ this (bounds recompiles).
+    cache_length: None sizes the cache as prompt bucket + max_new_tokens; a fixed
+      value instead stops generation when the cache is full.
+    batch_multiple: pad the prompt count to a multiple (e.g. the data-parallel
+      size, so the batch shards evenly); dummy rows are dropped from results.
+    mesh/rules: shard params by the logical-axis rules, the cache's batch over
+      data/fsdp and its kv heads over tensor.
+    """
+
+    def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
+                 cache_length: int | None = None, cache_dtype=None, batch_multiple: int = 1,
+                 mesh: jax.sharding.Mesh | None = None, rules=None):
+        self.config = model.config
+        self.tokenizer = tokenizer
+        self.min_prompt_bucket = min_prompt_bucket
+        self.cache_length = cache_length
+        self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype).name
+        self.batch_multiple = batch_multiple
+        self.mesh, self.rules = mesh, rules
+        self.graphdef, params = nnx.split(model)
+        self.params = self._place(params)
+        # One jitted function per sampler: its cache is keyed by the static plan
+        # and shapes; the sharding rules are fixed per sampler (read at trace time).
+        self._generate = jax.jit(decode.generate, static_argnums=(0, 7))
+        self._score = jax.jit(scoring.token_logprobs, static_argnums=(0, 5))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _place(self, params: nnx.State) -> nnx.State:
+        if self.mesh is None:
+            return params
+        return jax.device_put(params, sharding.state_shardings(params, self.mesh, self.rules))
+
+    def _context(self):
+        stack = contextlib.ExitStack()
+        if self.mesh is not None:
+            stack.enter_context(jax.set_mesh(self.mesh))
+        stack.enter_context(sharding.use_rules(self.rules))
+        return stack
+
+    def _batch_input(self, x: np.ndarray) -> jax.Array:
+        if self.mesh is None:
+            return jnp.asarray(x)
+        names = ("activation_batch",) + (None,) * (x.ndim - 1)
+        spec = sharding.logical_to_spec(names, x.shape, dict(self.mesh.shape), self.rules)
+        return jax.device_put(x, jax.sharding.NamedSharding(self.mesh, spec))
+
+    @property
+    def pad_id(self) -> int:
+        for source in (self.tokenizer, self.config):
+            pad = getattr(source, "pad_token_id", None)
+            if pad is not None:
+                return int(pad)
+        return 0
+
+    def default_stop_tokens(self) -> tuple[int, ...]:
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is not None:
+            return tuple(eos) if isinstance(eos, (list, tuple)) else (int(eos),)
+        return self.config.eos_ids
+
+    def _pad_prompts(self, ids: list[list[int]], extra: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """Left-padded prompts (+ dummy rows up to batch_multiple) and their count."""
+        if any(len(p) == 0 for p in ids):
+            raise ValueError("prompts: every prompt needs at least one token (e.g. BOS)")
+        num = len(ids)
+        ids = ids + [[self.pad_id]] * (-num % self.batch_multiple)
+        length = bucket_length(max(len(p) for p in ids), self.min_prompt_bucket)
+        if self.cache_length is not None and length + extra > self.cache_length:
+            raise ValueError(f"prompts: bucket {length} + {extra} does not fit "
+                             f"cache_length={self.cache_length}")
+        tokens, mask = left_pad(ids, length, self.pad_id)
+        return tokens, mask, num
+
+    # ------------------------------------------------------------------ API
+
+    def generate(self, prompts: Sequence[Prompt], *, max_new_tokens: int,
+                 temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, method: Method | None = None,
+                 num_samples: int = 1, seed: int = 0,
+                 stop_tokens: Sequence[int] | None = None, return_logprobs: bool = True,
+                 prompt_ids: Sequence[int] | None = None, verdict: Verdict | None = None,
+                 share_prefix: bool = True, params: nnx.State | None = None) -> SampleOutput:
+        """Samples `num_samples` continuations of every prompt.
+
+        prompts: strings (tokenized with the tokenizer, BOS as it adds it) or id lists.
+        method: overrides temperature/top_k/top_p (temperature 0 = greedy).
+        stop_tokens: None = the tokenizer's (else the config's) EOS ids; () = none.
+        prompt_ids: per-prompt ids for the random keys (default 0..B-1); give a
+          prompt the same id and seed to get the same samples in any batch.
+        share_prefix: prefill each prompt once for its k samples (False prefills
+          every row: the baseline the benchmark compares against).
+        params: a state with the model's structure (e.g. updated weights);
+          reuses the compiled function.
+        """
+        if max_new_tokens < 1 or num_samples < 1:
+            raise ValueError("max_new_tokens and num_samples must be >= 1")
+        method = method or make_method(temperature, top_k, top_p)
+        stop = self.default_stop_tokens() if stop_tokens is None else tuple(stop_tokens)
+        ids = tokenize(prompts, self.tokenizer, add_special_tokens=True)
+        tokens, mask, num = self._pad_prompts(ids, 1)
+        cache_length = self.cache_length or tokens.shape[1] + max_new_tokens
+        plan = decode.Plan(num_samples=num_samples, max_new_tokens=max_new_tokens,
+                           cache_length=cache_length, stop_ids=tuple(int(t) for t in stop),
+                           pad_id=self.pad_id, share_prefix=share_prefix,
+                           return_logprobs=return_logprobs, cache_dtype=self.cache_dtype,
+                           verdict=verdict)
+        pids = np.arange(num) if prompt_ids is None else np.asarray(prompt_ids)
+        if pids.shape != (num,):
+            raise ValueError(f"prompt_ids: expected {num} ids, got shape {pids.shape}")
+        pids = np.concatenate([pids, np.full(tokens.shape[0] - num, -1)]).astype(np.int32)
+        params = self.params if params is None else self._place(params)
+        with self._context():
+            out = self._generate(self.graphdef, params, self._batch_input(tokens),
+                                 self._batch_input(mask), jnp.asarray(pids),
+                                 jnp.int32(seed), method, plan)
+        rows = num * num_samples
+        out = {name: np.asarray(value)[:rows] for name, value in out.items()}
+        texts = None
+        if self.tokenizer is not None:
+            texts = [self.tokenizer.decode(row[:n - s].tolist())
+                     for row, n, s in zip(out["tokens"], out["lengths"], out["stopped"])]
+        return SampleOutput(
+            tokens=out["tokens"], lengths=out["lengths"], stopped=out["stopped"],
+            logprobs=out.get("logprobs"), texts=texts,
+            prompt_index=np.repeat(np.arange(num), num_samples),
+            sample_index=np.tile(np.arange(num_samples), num),
+            verdict_probs=out.get("verdict_probs"), verdict_found=out.get("verdict_found"))
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[Prompt], *,
+              params: nnx.State | None = None) -> scoring.ScoreOutput:
+        """Teacher-forced log p(continuation | prompt) per row (sum and per token).
+
+        String continuations are tokenized on their own, without special tokens;
+        pass ids (e.g. `SampleOutput.tokens[r, :lengths[r]]`) to score exactly
+        what was sampled.
+        """
+        if len(prompts) != len(continuations):
+            raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} "
+                             "continuations")
+        prompt_ids = tokenize(prompts, self.tokenizer, add_special_tokens=True)
+        cont_ids = tokenize(continuations, self.tokenizer, add_special_tokens=False,
+                            what="continuations")
+        if any(len(p) == 0 for p in prompt_ids):
+            raise ValueError("prompts: every prompt needs at least one token (e.g. BOS)")
+        tokens, mask, num = self._pad_prompts([p + c for p, c in zip(prompt_ids, cont_ids)], 0)
+        cont_lengths = np.array([len(c) for c in cont_ids] + [0] * (tokens.shape[0] - num),
+                                np.int32)
+        # Continuations are right-aligned, so only the last `width` positions matter.
+        width = min(bucket_length(int(cont_lengths.max()), self.min_prompt_bucket),
+                    tokens.shape[1] - 1)
+        params = self.params if params is None else self._place(params)
+        with self._context():
+            logp = self._score(self.graphdef, params, self._batch_input(tokens),
+                               self._batch_input(mask), jnp.asarray(cont_lengths), width)
+        return scoring.ScoreOutput.from_token_logprobs(np.asarray(logp)[:num],
+                                                       cont_lengths[:num])
