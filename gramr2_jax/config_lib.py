@@ -1,0 +1,109 @@
+"""Helpers for big_vision-style config files (configs/<exp>.py).
+
+A config file defines `get_config(arg)` where `arg` is the text after the colon
+in `--config=configs/x.py:size=tiny,smoke`; `parse_arg` turns it into a
+ConfigDict of typed values. `validate` checks a finished config once, early,
+with messages that name the field.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from gramr2_jax import sharding
+from gramr2_jax.models.config import PRESETS, ModelConfig, preset
+
+# Chips per host and HBM per chip (GiB) of the TPU generations we plan for.
+TPU_SLICES = {
+    "v4": {"hbm_gib": 32, "chips_per_host": 4, "cores_per_chip": 2},
+    "v5litepod": {"hbm_gib": 16, "chips_per_host": 4, "cores_per_chip": 1},
+    "v5e": {"hbm_gib": 16, "chips_per_host": 4, "cores_per_chip": 1},
+    "v5p": {"hbm_gib": 95, "chips_per_host": 4, "cores_per_chip": 2},
+    "v6e": {"hbm_gib": 32, "chips_per_host": 4, "cores_per_chip": 1},
+}
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+    """'a=1,b=x,flag' → ConfigDict; values typed like the defaults; bare names are True."""
+    out = dict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, _, value = item.partition("=")
+        if key not in defaults:
+            raise ValueError(f"config arg: unknown key {key!r}; known: {sorted(defaults)}")
+        if not _:
+            out[key] = True
+            continue
+        default = defaults[key]
+        if isinstance(default, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(f"config arg: {key}: expected a boolean, got {value!r}")
+            out[key] = value.lower() in ("true", "1")
+        elif isinstance(default, (int, float)):
+            out[key] = type(default)(value)
+        else:
+            out[key] = value
+    return ml_collections.ConfigDict(out)
+
+
+def slice_chips(accelerator_type: str) -> tuple[str, int]:
+    """'v5p-64' → ('v5p', chips). v4/v5p names count TensorCores (2 per chip)."""
+    generation, _, count = accelerator_type.rpartition("-")
+    if generation not in TPU_SLICES or not count.isdigit():
+        raise ValueError(f"mesh.slice: unknown accelerator type {accelerator_type!r} "
+                         f"(expected e.g. v4-32, v5litepod-64, v5p-64)")
+    return generation, int(count) // TPU_SLICES[generation]["cores_per_chip"]
+
+
+def model_config(model_cfg: ml_collections.ConfigDict) -> ModelConfig:
+    """ModelConfig from the `model` section (a preset name plus overrides)."""
+    import jax.numpy as jnp
+
+    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+    overrides: dict[str, Any] = {}
+    for name in ("remat", "scan_layers"):
+        if name in model_cfg:
+            overrides[name] = model_cfg[name]
+    for name in ("dtype", "param_dtype"):
+        if name in model_cfg:
+            overrides[name] = dtypes[model_cfg[name]]
+    for key, value in dict(model_cfg.get("overrides", {}) or {}).items():
+        overrides[key] = value
+    return preset(model_cfg.preset, **overrides)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Fails early, naming the field, on the settings every program shares."""
+    errors = []
+    if "model" in config:
+        m = config.model
+        if m.get("preset") is not None and m.preset not in PRESETS:
+            errors.append(f"model.preset: {m.preset!r} is not one of {sorted(PRESETS)}")
+        for name in ("dtype", "param_dtype"):
+            if name in m and m[name] not in ("float32", "bfloat16"):
+                errors.append(f"model.{name}: expected 'float32' or 'bfloat16', got {m[name]!r}")
+        if "remat" in m and m.remat not in ("none", "full"):
+            errors.append(f"model.remat: expected 'none' or 'full', got {m.remat!r}")
+    if "mesh" in config:
+        shape = tuple(config.mesh.shape)
+        if len(shape) != 3 or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):
+            errors.append(f"mesh.shape: expected 3 positive sizes (one may be -1) for "
+                          f"(data, fsdp, tensor), got {shape}")
+        if config.mesh.get("slice"):
+            try:
+                slice_chips(config.mesh.slice)
+            except ValueError as e:
+                errors.append(str(e))
+    if "sharding" in config and config.sharding.get("rules") is not None:
+        try:
+            sharding.normalize_rules(config.sharding.rules)
+        except ValueError as e:
+            errors.append(str(e))
+    for section, field in (("train", "batch_size"), ("train", "seq_len"),
+                           ("label", "batch_size"), ("label", "num_samples")):
+        if section in config and field in config[section] and config[section][field] <= 0:
+            errors.append(f"{section}.{field}: must be positive, got {config[section][field]}")
+    if errors:
+        raise ValueError("invalid config:\n  " + "\n  ".join(errors))
+

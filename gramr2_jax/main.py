@@ -1,0 +1,41 @@
+r"""The main job: the configured stages of the GRAM-R² pipeline, resumable.
+
+    python -m gramr2_jax.main --config=configs/demo.py --workdir=runs/demo
+    python -m gramr2_jax.main --config=configs/demo.py:smoke --workdir=/tmp/smoke --config.seed=1
+
+Rerunning the same command on the same workdir continues where it stopped.
+"""
+
+import os
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every artifact of the run.")
+_MULTIHOST = flags.DEFINE_bool(
+    "multihost", os.environ.get("GRAMR2_MULTIHOST") == "1",
+    "Call jax.distributed.initialize() (set on every worker of a TPU pod).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    del argv
+    import jax
+
+    jax.config.update("jax_threefry_partitionable", True)
+    if _MULTIHOST.value:
+        jax.distributed.initialize()
+
+    from gramr2_jax import config_lib
+    from gramr2_jax.data.errors import exit_on_data_error
+    from gramr2_jax.selftrain import pipeline
+
+    config = _CONFIG.value
+    config_lib.validate(config)
+    with exit_on_data_error():
+        pipeline.run(config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,49 @@
+"""Workdir artifacts: atomic writes and completion markers, so any stage can be killed and rerun.
+
+A stage's output is written to a temporary name and renamed into place; a stage
+is done when its marker file exists. Rerunning a finished stage reads its
+outputs instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from typing import Any, Iterable
+
+
+def atomic_write_text(path: pathlib.Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl(path: pathlib.Path, rows: Iterable[dict[str, Any]]) -> None:
+    atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
+def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def write_json(path: pathlib.Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: pathlib.Path) -> Any:
+    return json.loads(path.read_text())
+
+
+def is_done(stage_dir: pathlib.Path) -> bool:
+    return (stage_dir / "DONE").exists()
+
+
+def mark_done(stage_dir: pathlib.Path, info: dict[str, Any] | None = None) -> None:
+    write_json(stage_dir / "DONE", info or {})

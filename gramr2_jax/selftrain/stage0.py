@@ -1,0 +1,94 @@
+"""Stage 0: the demo's data splits, its tokenizer, and a tiny base LM.
+
+Data: disjoint synthetic splits — a small labelled seed set with rule-written
+rationales, an unlabelled pool (its gold labels are kept for reporting only),
+an in-distribution test set and a harder out-of-distribution one — plus domain
+text for pretraining (GRAM-style: a question, then a pair of responses).
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import ml_collections
+
+from gramr2_jax import synthetic
+from gramr2_jax.selftrain import artifacts
+
+SPECIAL_TOKENS = ("<pad>", "<s>", "</s>")
+
+
+def _split_sizes(data: ml_collections.ConfigDict) -> dict[str, tuple[int, int]]:
+    """Each split as one part per training difficulty (OOD: the harder one)."""
+    sizes = {}
+    for name, n in (("seed", data.num_seed), ("unlabelled", data.num_unlabelled),
+                    ("test_id", data.num_test)):
+        per = n // len(data.train_difficulties)
+        for d in data.train_difficulties:
+            sizes[f"{name}@{d}"] = (per, d)
+    sizes[f"test_ood@{data.ood_difficulty}"] = (data.num_test, data.ood_difficulty)
+    return sizes
+
+
+def make_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
+    """Writes seed/unlabelled/test_id/test_ood JSONL and pretraining text; returns the dir."""
+    out = workdir / "data"
+    if artifacts.is_done(out):
+        return out
+    data = config.data
+    categories = list(data.categories)
+    parts = synthetic.make_splits(_split_sizes(data), categories, seed=data.seed)
+    splits: dict[str, list[dict]] = {}
+    for key, pairs in parts.items():
+        splits.setdefault(key.split("@")[0], []).extend(pairs)
+    artifacts.write_jsonl(out / "seed.jsonl", synthetic.seed_examples(splits["seed"], data.seed))
+    artifacts.write_jsonl(out / "unlabelled.jsonl",
+                          synthetic.to_unlabelled(splits["unlabelled"], data.seed))
+    for name in ("test_id", "test_ood"):
+        artifacts.write_jsonl(out / f"{name}.jsonl", synthetic.to_unlabelled(splits[name], data.seed))
+    held_out = {synthetic.labelled_key(p) for name in ("test_id", "test_ood") for p in splits[name]}
+    texts = synthetic.pretraining_texts(data.num_pretrain, data.seed, categories=categories,
+                                        exclude=held_out)
+    artifacts.write_jsonl(out / "pretrain.jsonl", ({"text": t} for t in texts))
+    artifacts.mark_done(out, {name: len(rows) for name, rows in splits.items()})
+    return out
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, out_dir: pathlib.Path):
+    """Byte-level BPE trained with `tokenizers`, saved as tokenizer.json (+ config).
+
+    Byte-level means any text encodes (no <unk>); single letters are base tokens,
+    so the verdicts "A" and "B" are one token each (checked at start-up).
+    """
+    import tokenizers
+    import transformers
+    from tokenizers import decoders, models, pre_tokenizers, processors, trainers
+
+    tok = tokenizers.Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(texts, trainer)
+    bos = tok.token_to_id("<s>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A <s> $B", special_tokens=[("<s>", bos)])
+    fast = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.save_pretrained(str(out_dir))
+    return fast
+
+
+def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path):
+    """The run's tokenizer: the configured base model's, or one trained on domain text."""
+    from gramr2_jax.models import load_tokenizer
+
+    if config.model.hf_path:
+        return load_tokenizer(config.model.hf_path)
+    out = workdir / "stage0" / "tokenizer"
+    if not artifacts.is_done(out):
+        texts = [r["text"] for r in artifacts.read_jsonl(workdir / "data" / "pretrain.jsonl")]
+        train_tokenizer(texts, config.stage0.vocab_size, out)
+        artifacts.mark_done(out)
+    return load_tokenizer(out)
