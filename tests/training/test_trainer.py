@@ -1,0 +1,95 @@
+"""Trainer loop: determinism, logs, eval hook, non-finite stop, layout check, export."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from gramr2_jax.models import from_pretrained
+from gramr2_jax.training.checkpoint import CheckpointLayoutError
+from gramr2_jax.training.metrics_writer import read_metrics
+from gramr2_jax.training.trainer import NonFiniteError, Trainer, train
+from tests.training import tiny
+
+
+def _config(**overrides):
+    config = dict(loss="sft", num_steps=6, learning_rate=3e-3, warmup_steps=2,
+                  compute_dtype="float32", checkpoint_every=3, export=False, progress_bar=False)
+    config.update(overrides)
+    return config
+
+
+def _loader(seed=0):
+    return tiny.make_loader(tiny.sft_examples(48), tiny.encode_sft, batch_size=8, seed=seed)
+
+
+def test_same_seed_gives_identical_losses(tmp_path):
+    logs = []
+    for run in ("a", "b"):
+        train(_config(), tiny.tiny_model(0), _loader(), tmp_path / run)
+        logs.append(read_metrics(tmp_path / run / "metrics.jsonl"))
+    assert [r["step"] for r in logs[0]] == list(range(1, 7))
+    assert logs[0] == logs[1]
+    train(_config(), tiny.tiny_model(1), _loader(), tmp_path / "c")  # other init seed
+    assert read_metrics(tmp_path / "c" / "metrics.jsonl")[0]["loss"] != logs[0][0]["loss"]
+
+
+def test_logs_eval_hook_and_export(tmp_path):
+    seen = []
+
+    def eval_fn(model, step):
+        seen.append(step)
+        logits = model(np.zeros((1, 4), np.int32))
+        return {"mean_logit": float(logits.mean())}
+
+    result = train(_config(eval_every=3, export=True), tiny.tiny_model(0), _loader(),
+                   tmp_path, eval_fn=eval_fn)
+    assert seen == [3, 6] and result.step == 6
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    assert [r["step"] for r in rows if "eval/mean_logit" in r] == [3, 6]
+    assert {"loss", "grad_norm", "learning_rate", "units"} <= set(rows[0])
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # The export is an HF directory holding the trained weights.
+    reloaded = from_pretrained(result.export_dir)
+    trained = nnx.state(result.model)
+    jax.tree.map(np.testing.assert_array_equal, jax.device_get(trained),
+                 jax.device_get(nnx.state(reloaded)))
+
+
+def test_non_finite_loss_stops_without_saving(tmp_path):
+    # A huge learning rate makes step 2's parameters overflow; step 3 is non-finite.
+    config = _config(learning_rate=1e38, warmup_steps=0, max_grad_norm=None,
+                     checkpoint_every=1, num_steps=10)
+    with pytest.raises(NonFiniteError, match=r"step \d+: non-finite") as err:
+        train(config, tiny.tiny_model(0), _loader(), tmp_path)
+    bad_step = int(str(err.value).split()[1].rstrip(":"))
+    saved = sorted(int(p.name) for p in (tmp_path / "checkpoints").iterdir() if p.name.isdigit())
+    assert saved and max(saved) == bad_step - 1
+    assert [r["step"] for r in read_metrics(tmp_path / "metrics.jsonl")][-1] == bad_step - 1
+
+
+def test_rerun_resumes_and_layout_mismatch_is_reported(tmp_path):
+    train(_config(), tiny.tiny_model(0), _loader(), tmp_path)
+    rows = read_metrics(tmp_path / "metrics.jsonl")
+    # Rerunning the finished run trains nothing more and keeps the log.
+    result = train(_config(), tiny.tiny_model(0), _loader(), tmp_path)
+    assert result.step == 6 and result.last_metrics == {}
+    assert read_metrics(tmp_path / "metrics.jsonl") == rows
+    trainer = Trainer(_config(), tiny.tiny_model(0, scan_layers=True), tmp_path)
+    with pytest.raises(CheckpointLayoutError, match="scan_layers: checkpoint has False"):
+        trainer.restore_latest(_loader())
+
+
+def test_unknown_config_field_is_named():
+    with pytest.raises(ValueError, match="learning_rat"):
+        Trainer(_config(learning_rat=1.0), tiny.tiny_model(0), "/nonexistent")
+    with pytest.raises(ValueError, match="verdict_token_ids"):
+        Trainer(_config(loss="verdict"), tiny.tiny_model(0), "/nonexistent")
+
+
+def test_metrics_log_tolerates_a_cut_last_line(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n" + '{"step": 2, "lo')
+    assert read_metrics(path) == [{"step": 1, "loss": 2.0}]
