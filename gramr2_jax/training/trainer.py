@@ -50,6 +50,7 @@ class NonFiniteError(RuntimeError):
 class TrainResult:
     model: nnx.Module  # the trained model (Transformer, or RewardModel for loss='bt')
     step: int  # optimizer steps done
+    start_step: int  # where this call started (> 0: resumed from a checkpoint)
     last_metrics: dict[str, float]  # of the last step this process ran (empty if none ran)
     export_dir: pathlib.Path | None
 
@@ -148,7 +149,7 @@ class Trainer:
             writer.close()
             self.checkpointer.close()
         export_dir = self.export() if cfg.export else None
-        return TrainResult(model=self.model, step=step, last_metrics=last, export_dir=export_dir)
+        return TrainResult(model=self.model, step=step, start_step=start, last_metrics=last, export_dir=export_dir)
 
     def _one_step(self, local_batch, step: int, writer: MetricsWriter,
                   train_source) -> dict[str, float]:

@@ -74,7 +74,8 @@ def main() -> None:
               multihost_utils.process_allgather(flat, tiled=True).items()}
     if jax.process_index() == 0:
         np.savez(f"{args.workdir}/result.npz", **params)
-        print(json.dumps({"step": result.step, "devices": jax.device_count()}))
+        print(json.dumps({"step": result.step, "start_step": result.start_step,
+                          "devices": jax.device_count()}))
 
 
 if __name__ == "__main__":
