@@ -1,0 +1,63 @@
+"""The cached decode path equals uncached forward passes; stop-token handling."""
+
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from gramr2_jax.models import KVCache
+from gramr2_jax.sampling import left_pad
+from tests.sampling.conftest import PROMPTS, full_forward_logits, full_forward_logprobs
+
+
+def test_cached_decode_logits_equal_full_forward(model):
+    """Left-padded prefill + one-token steps (as the sampler runs them) vs full passes."""
+    steps = 6
+    tokens, mask = left_pad(PROMPTS, 32, pad_id=0)
+    cache = KVCache.zeros(model.config, len(PROMPTS), 32 + steps)
+    step_fn = nnx.jit(lambda m, t, p, c: m(t, positions_BT=p, cache=c))
+    logits, cache = nnx.jit(lambda m, t, k, c: m(t, input_mask_BT=k, cache=c))(
+        model, jnp.asarray(tokens), jnp.asarray(mask), cache)
+    seqs = [list(p) for p in PROMPTS]
+    step_logits = [logits[:, -1]]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        next_tokens = rng.integers(3, model.config.vocab_size, len(PROMPTS))
+        for seq, t in zip(seqs, next_tokens):
+            seq.append(int(t))
+        logits, cache = step_fn(model, jnp.asarray(next_tokens[:, None], jnp.int32),
+                                cache.num_tokens()[:, None], cache)
+        step_logits.append(logits[:, 0])
+    for row, full in enumerate(full_forward_logits(model, seqs)):
+        for i, cached in enumerate(step_logits):
+            position = len(PROMPTS[row]) - 1 + i
+            np.testing.assert_allclose(cached[row], full[position], atol=1e-4, rtol=0)
+
+
+def test_generated_logprobs_equal_full_forward(model, sampler):
+    out = sampler.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3,
+                           stop_tokens=())
+    assert out.tokens.shape == (3, 10) and (out.lengths == 10).all()
+    seqs = [list(p) + out.tokens[row].tolist() for row, p in enumerate(PROMPTS)]
+    for row, expected in enumerate(full_forward_logprobs(model, seqs)):
+        np.testing.assert_allclose(out.logprobs[row], expected[len(PROMPTS[row]) - 1:],
+                                   atol=1e-4)
+
+
+def test_stop_token_masks_the_rest(sampler):
+    greedy = sampler.generate(PROMPTS[:1], max_new_tokens=8, temperature=0, stop_tokens=())
+    stop = int(greedy.tokens[0, 3])
+    first = greedy.tokens[0].tolist().index(stop)  # the stop may occur earlier too
+    out = sampler.generate(PROMPTS[:1], max_new_tokens=8, temperature=0, stop_tokens=[stop])
+    assert out.stopped[0] and out.lengths[0] == first + 1
+    assert out.tokens[0, :first + 1].tolist() == greedy.tokens[0, :first + 1].tolist()
+    assert (out.tokens[0, first + 1:] == sampler.pad_id).all()
+    assert (out.logprobs[0, first + 1:] == 0).all() and (out.logprobs[0, :first + 1] < 0).all()
+
+
+def test_fixed_cache_length_stops_when_full(model):
+    from gramr2_jax.sampling import Sampler
+
+    small = Sampler(model, cache_length=16 + 5)  # prompt bucket 16, room for 5 decode steps
+    out = small.generate([[1, 4, 6]], max_new_tokens=20, temperature=0, stop_tokens=())
+    assert out.lengths[0] == 6 and not out.stopped[0]  # 1 from prefill + 5 cached steps
+    assert (out.tokens[0, 6:] == small.pad_id).all()
