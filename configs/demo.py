@@ -2,30 +2,91 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
 
     python -m gramr2_jax.main --config=configs/demo.py --workdir=runs/demo
     python -m gramr2_jax.main --config=configs/demo.py:smoke --workdir=/tmp/smoke
+    python launch/sweep.py --config=configs/demo.py --workdir=runs/ablations --seeds=0,1,2
 
-arg keys: smoke (shrinks everything for tests), seed.
+arg keys: smoke (shrinks everything for tests), seed, variant — one of VARIANTS:
+  full           the pipeline: seed SFT, then rounds of label → filter → retrain
+  label_only     pseudo-labels without rationales (empty <think>)
+  no_filter      every filter off (a majority verdict is still required)
+  single_round   one round, with the pool of all rounds
+  no_curriculum  every round uses the last (loosest) round's thresholds
+  baselines      no self-training; the same-data BT and GRAM-v1 verdict-token baselines
 """
 
 from gramr2_jax import config_lib
 
+VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "baselines")
+
 
 def get_config(arg=None):
-    arg = config_lib.parse_arg(arg, smoke=False, seed=0)
+    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full")
     c = config_lib.ml_collections.ConfigDict()
     c.seed = arg.seed
+    c.variant = arg.variant
 
     c.data = dict(
         seed=0,  # the data stays fixed across run seeds, so seeds measure training spread
         categories=["arithmetic", "constraint", "safety", "logic"],
-        num_seed=64, num_unlabelled=800, num_test=200,
+        num_seed=64, num_unlabelled=1536, num_test=200,
         train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000)
-    c.stage0 = dict(vocab_size=512)
     c.model = dict(preset="tiny", hf_path="", dtype="float32", param_dtype="float32",
                    remat="none", scan_layers=False)
     c.mesh = dict(shape=(-1, 1, 1))
     c.sharding = dict(rules=None)
 
+    # Stage 0: tokenizer + base LM pretrained on domain text (ignored when model.hf_path is set).
+    c.stage0 = dict(vocab_size=512, max_len=256, batch_size=32, epochs=1.0,
+                    train=dict(learning_rate=3e-3, warmup_steps=20, weight_decay=0.01,
+                               checkpoint_every=50))
+    c.judge = dict(template="compact", max_prompt_len=192, max_len=320, max_new_tokens=96,
+                   batch_size=64)
+    # Stage 1: seed SFT on the labelled seed set with rule-written rationales.
+    c.stage1 = dict(batch_size=16, epochs=12.0,
+                    train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01,
+                               checkpoint_every=50))
+    # Stage 2: self-training rounds.
+    c.selftrain = dict(
+        num_rounds=3, num_samples=2, swap=True, temperature=1.0, shard_size=64,
+        pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
+        merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
+        retrain_from="base",  # "base" (stage-0 LM) or "previous" (last round's judge)
+        rationale_source="self", label_only=False, filters_enabled=True,
+        curriculum_enabled=True,
+        curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
+                        start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
+        batch_size=16, epochs=4.0,
+        train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
+    c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
+
+    _apply_variant(c, arg.variant)
     if arg.smoke:
-        c.data.update(num_seed=16, num_unlabelled=32, num_test=16, num_pretrain=400)
-        c.stage0.vocab_size = 384
+        c.data.update(num_seed=16, num_unlabelled=32, num_test=8, num_pretrain=300)
+        c.stage0.update(vocab_size=384, epochs=1.0)
+        c.stage1.update(epochs=2.0)
+        c.selftrain.update(num_rounds=min(c.selftrain.num_rounds, 2), shard_size=8, epochs=1.0)
+        c.judge.update(max_new_tokens=48)
     return c
+
+
+# Each variant as field overrides, so the sweep can pass them as --config.x=y flags.
+_VARIANT_OVERRIDES = {
+    "full": {},
+    "label_only": {"selftrain.label_only": True},
+    "no_filter": {"selftrain.filters_enabled": False},
+    "single_round": {"selftrain.num_rounds": 1, "selftrain.pool_per_round": "all"},
+    "no_curriculum": {"selftrain.curriculum_enabled": False},
+    "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
+}
+
+
+def _apply_variant(c, variant):
+    if variant not in VARIANTS:
+        raise ValueError(f"config arg: variant: {variant!r} is not one of {VARIANTS}")
+    for key, value in _VARIANT_OVERRIDES[variant].items():
+        section, _, field = key.rpartition(".")
+        (c[section] if section else c)[field] = value
+
+
+def get_sweep(arg=None):
+    """The ablation table: every variant (crossed with --seeds by launch/sweep.py)."""
+    return [{"variant": v, **_VARIANT_OVERRIDES[v]} for v in VARIANTS]

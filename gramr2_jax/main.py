@@ -21,7 +21,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     del argv
+    import logging
+
     import jax
+    from absl import logging as absl_logging
+
+    # Progress from this package at INFO; libraries (orbax logs every save) at WARNING.
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("gramr2_jax").setLevel(logging.INFO)
 
     jax.config.update("jax_threefry_partitionable", True)
     if _MULTIHOST.value:

@@ -126,7 +126,7 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
     return problems
 
 
-def _majority(samples: Sequence[JudgmentSample]) -> str | None:
+def majority_label(samples: Sequence[JudgmentSample]) -> str | None:
     """Most votes; a tie goes to the mean p_a side; still tied, or no votes at all -> None."""
     votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
     if not votes:
@@ -150,7 +150,7 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterRe
         raise ValueError(f"pair {record.pair_id!r} has no judgment samples")
     if thresholds.swap_agreement and not (record.original and record.swapped):
         raise ValueError(f"pair {record.pair_id!r}: swap_agreement needs samples in both orders")
-    label = _majority(samples)
+    label = majority_label(samples)
     if label is None:
         return FilterResult(record.pair_id, False, None, ("no_label",), 0.0, 0.0)
 
@@ -161,7 +161,7 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterRe
         reasons.append("vote")
     if thresholds.tau is not None and confidence < thresholds.tau:
         reasons.append("confidence")
-    if thresholds.swap_agreement and _majority(record.original) != _majority(record.swapped):
+    if thresholds.swap_agreement and majority_label(record.original) != majority_label(record.swapped):
         reasons.append("swap")
 
     candidates = [

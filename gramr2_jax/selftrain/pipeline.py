@@ -1,23 +1,82 @@
 """The GRAM-R² pipeline over one workdir: stage 0, seed SFT, self-training rounds, report.
 
 Every stage writes its artifacts under the workdir and marks itself done, so
-rerunning the same command resumes after the last finished piece.
+rerunning the same command resumes after the last finished piece:
+
+  data/             synthetic splits (seed, unlabelled pool, test_id, test_ood, pretrain text)
+  stage0/           tokenizer, base LM (train/ → export/)
+  stage1/           seed SFT judge (train/ → export/), metrics.json        (= round 0)
+  round_r/          labels/, kept.jsonl, train/, metrics.json               (r = 1..R)
+  baselines/<name>/ the same-data baselines requested in config.baselines
+  final_metrics.json, report.md, *.png
 """
 
 from __future__ import annotations
 
 import logging
 import pathlib
+from typing import Any
 
 import ml_collections
 
-from gramr2_jax.selftrain import stage0
+from gramr2_jax.selftrain import artifacts, baselines, report, rounds, stage0, stages
+
+log = logging.getLogger(__name__)
 
 
-def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> None:
+def _judge_factory(config: ml_collections.ConfigDict):
+    from gramr2_jax.judge import Judge
+
+    def make(model_dir: pathlib.Path):
+        return Judge.from_pretrained(model_dir, batch_size=config.judge.batch_size,
+                                     temperature=config.selftrain.temperature)
+    return make
+
+
+def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = stage0.make_data(config, workdir)
-    logging.info("data: %s", data_dir)
     tokenizer = stage0.ensure_tokenizer(config, workdir)
-    logging.info("tokenizer: %d tokens", len(tokenizer))
+    base_dir = stages.pretrain_base(config, workdir, tokenizer)
+    log.info("stage 0 base LM: %s", base_dir)
+
+    seed_rows = artifacts.read_jsonl(data_dir / "seed.jsonl")
+    pool = artifacts.read_jsonl(data_dir / "unlabelled.jsonl")
+    tests = {name: artifacts.read_jsonl(data_dir / f"{name}.jsonl") for name in ("test_id", "test_ood")}
+    make_judge = _judge_factory(config)
+
+    history = [seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests)]
+    judge_dir = pathlib.Path(history[0]["model_dir"])
+    kept: list[dict] = []
+    for r in range(1, config.selftrain.num_rounds + 1):
+        metrics = rounds.run_round(config, workdir, r, tokenizer=tokenizer, base_dir=base_dir,
+                                   judge_dir=judge_dir, seed_rows=seed_rows, pool=pool,
+                                   earlier_kept=kept, make_judge=make_judge, tests=tests)
+        history.append(metrics)
+        judge_dir = pathlib.Path(metrics["model_dir"])
+        kept += artifacts.read_jsonl(workdir / f"round_{r}" / "kept.jsonl")
+        log.info("round %d: test_id accuracy %.3f", r, metrics["test_id/accuracy"])
+
+    extra = baselines.run_all(config, workdir, base_dir, seed_rows, tokenizer, tests)
+    final = {k: v for k, v in history[-1].items() if isinstance(v, (int, float))}
+    final["seed_only/test_id/accuracy"] = history[0]["test_id/accuracy"]
+    final["seed_only/test_ood/accuracy"] = history[0]["test_ood/accuracy"]
+    for name, metrics in extra.items():
+        final.update({f"{name}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    artifacts.write_json(workdir / "final_metrics.json", final)
+    report.write_report(workdir, history, extra, config)
+    return final
+
+
+def seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests) -> dict[str, Any]:
+    """Stage 1: SFT on the labelled seed set with rationales (round 0 of the history)."""
+    out = workdir / "stage1"
+    if artifacts.is_done(out):
+        return artifacts.read_json(out / "metrics.json")
+    model_dir = stages.train_judge(config, config.stage1, base_dir, seed_rows, out / "train", tokenizer)
+    metrics = {"round": 0, "model_dir": str(model_dir), "num_train_rows": len(seed_rows),
+               **rounds.evaluate_all(make_judge(model_dir), tests)}
+    artifacts.write_json(out / "metrics.json", metrics)
+    artifacts.mark_done(out)
+    return metrics

@@ -1,0 +1,64 @@
+"""Stage 2, step 1: label the unlabelled pool with k sampled judgments in both orders.
+
+The pool is cut into shards of `shard_size` pairs. Each shard's judgments are
+written atomically to `labels/shard_NNNNN.jsonl`, so a killed run redoes at most
+the shard in flight and never duplicates or loses a pseudo-label. With several
+hosts, host h labels shards h, h + H, h + 2H, ... and every host then reads all
+shards in order: the merged set is the same as one host's.
+
+Sampling seeds depend on the round, the shard and the row only, never on which
+host labelled the shard or how often the run was restarted.
+"""
+
+from __future__ import annotations
+
+import math
+import pathlib
+from typing import Any, Sequence
+
+from gramr2_jax.selftrain import artifacts
+from gramr2_jax.selftrain.filters import PairJudgments, sample_from_generation
+
+
+def _shard_path(out_dir: pathlib.Path, index: int) -> pathlib.Path:
+    return out_dir / f"shard_{index:05d}.jsonl"
+
+
+def _sample_row(sample) -> dict[str, Any]:
+    p = sample.p_first
+    return {"text": sample.text, "p_first": None if p is None or math.isnan(p) else float(p)}
+
+
+def label_pool(judge, pool: Sequence[dict[str, Any]], out_dir: pathlib.Path, *,
+               num_samples: int, swap: bool, temperature: float, seed: int, shard_size: int,
+               process_index: int = 0, process_count: int = 1) -> None:
+    """Writes this host's missing shards (the rows carry generated texts and p_first)."""
+    num_shards = math.ceil(len(pool) / shard_size)
+    for index in range(process_index, num_shards, process_count):
+        path = _shard_path(out_dir, index)
+        if path.exists():
+            continue
+        rows = pool[index * shard_size:(index + 1) * shard_size]
+        judged = judge.sample_judgments(
+            [r["prompt"] for r in rows], [r["response_a"] for r in rows],
+            [r["response_b"] for r in rows], num_samples=num_samples, swap=swap,
+            seed=seed * 1_000_003 + index, temperature=temperature)
+        artifacts.write_jsonl(path, (
+            {"id": row["id"], "original": [_sample_row(s) for s in pj.original],
+             "swapped": [_sample_row(s) for s in pj.swapped]}
+            for row, pj in zip(rows, judged)))
+
+
+def read_labels(out_dir: pathlib.Path, num_pairs: int, shard_size: int) -> list[PairJudgments]:
+    """All shards, in pool order, as filter inputs (verdicts mapped to the original frame)."""
+    records = []
+    for index in range(math.ceil(num_pairs / shard_size)):
+        path = _shard_path(out_dir, index)
+        if not path.exists():
+            raise FileNotFoundError(f"{path}: labelling shard missing (did every host finish?)")
+        records += artifacts.read_jsonl(path)
+    return [PairJudgments(
+        pair_id=r["id"],
+        original=[sample_from_generation(s["text"], s["p_first"], swapped=False) for s in r["original"]],
+        swapped=[sample_from_generation(s["text"], s["p_first"], swapped=True) for s in r["swapped"]],
+    ) for r in records]

@@ -1,0 +1,123 @@
+"""Stage 2: self-training rounds r = 1..R (label → filter → rationale → merge → retrain → eval).
+
+Round r's artifacts live in <workdir>/round_r/: labels/ (atomic shards),
+kept.jsonl (pseudo-labelled training rows), train/ (checkpoints + export),
+metrics.json and DONE. Gold labels of the pool are read only in `_report_labels`,
+for reporting; nothing that trains or filters sees them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from gramr2_jax.data import judge_format
+from gramr2_jax.data.prompts import swap_response_names
+from gramr2_jax.selftrain import artifacts, curriculum, evaluation, filters, label, stages
+
+log = logging.getLogger(__name__)
+
+
+def round_thresholds(st: ml_collections.ConfigDict, r: int) -> curriculum.FilterThresholds:
+    """The round's thresholds, after the no_filter / no_curriculum ablation switches."""
+    cur = st.curriculum.to_dict()
+    cur["num_rounds"] = st.num_rounds
+    if not st.curriculum_enabled:  # every round uses the loosest (last round's) thresholds
+        r = st.num_rounds
+    thresholds = curriculum.thresholds_for_round(cur, r)
+    if not st.filters_enabled:
+        thresholds = dataclasses.replace(thresholds, kappa=None, tau=None, sigma=None,
+                                         swap_agreement=False, rationale_rules=False)
+    return thresholds
+
+
+def round_pool(pool: list[dict[str, Any]], st: ml_collections.ConfigDict, r: int) -> list[dict]:
+    """The pairs labelled in round r: a fresh slice per round, or the whole pool each round."""
+    if st.pool_per_round == "all":
+        return pool
+    size = len(pool) // st.num_rounds
+    return pool[(r - 1) * size: r * size]
+
+
+def kept_rows(results, pool_by_id: dict[str, dict], label_only: bool) -> list[dict[str, Any]]:
+    """Training rows for kept pairs: pseudo-label + the chosen sample's rationale (original frame)."""
+    rows = []
+    for res in results:
+        if not res.keep:
+            continue
+        pair = pool_by_id[res.pair_id]
+        rationale = ""
+        if not label_only:
+            rationale = judge_format.parse_judgment(res.rationale_text).rationale or ""
+            if res.rationale_order == "swapped":  # it names the responses as the model saw them
+                rationale = swap_response_names(rationale)
+        rows.append({"id": pair["id"], "category": pair["category"], "prompt": pair["prompt"],
+                     "response_a": pair["response_a"], "response_b": pair["response_b"],
+                     "verdict": res.label, "rationale": rationale})
+    return rows
+
+
+def _report_labels(records, results, pool_by_id) -> dict[str, float]:
+    """Yield, precision against gold, abstain and position-bias rates of the labelling."""
+    kept = [r for r in results if r.keep]
+    samples = [s for rec in records for s in (*rec.original, *rec.swapped)]
+    majorities = [(filters.majority_label(rec.original), filters.majority_label(rec.swapped))
+                  for rec in records if rec.swapped]
+    flips = [a != b for a, b in majorities if a is not None and b is not None]
+    return {
+        "label/yield": len(kept) / max(len(results), 1),
+        "label/precision": (float(np.mean([pool_by_id[r.pair_id]["gold"] == r.label for r in kept]))
+                            if kept else float("nan")),
+        "label/abstain_rate": float(np.mean([s.verdict is None for s in samples])) if samples else 0.0,
+        "label/position_bias": float(np.mean(flips)) if flips else float("nan"),
+        "label/kept": float(len(kept)),
+    }
+
+
+def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, *, tokenizer,
+              base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_rows: list[dict],
+              pool: list[dict], earlier_kept: list[dict], make_judge, tests) -> dict[str, Any]:
+    """Runs (or resumes) round r; returns its metrics and its model dir and kept rows."""
+    st = config.selftrain
+    round_dir = workdir / f"round_{r}"
+    if artifacts.is_done(round_dir):
+        return artifacts.read_json(round_dir / "metrics.json")
+    pairs = round_pool(pool, st, r)
+    pool_by_id = {p["id"]: p for p in pairs}
+    labels_dir = round_dir / "labels"
+    judge = make_judge(judge_dir)
+    label.label_pool(judge, pairs, labels_dir, num_samples=st.num_samples, swap=st.swap,
+                     temperature=st.temperature, seed=config.seed * 1000 + r,
+                     shard_size=st.shard_size, process_index=jax.process_index(),
+                     process_count=jax.process_count())
+    records = label.read_labels(labels_dir, len(pairs), st.shard_size)
+    thresholds = round_thresholds(st, r)
+    results, stats = filters.filter_pairs(records, thresholds)
+    kept = kept_rows(results, pool_by_id, st.label_only)
+    artifacts.write_jsonl(round_dir / "kept.jsonl", kept)
+    log.info("round %d: kept %d/%d pairs (drops: %s)", r, stats.kept, stats.total,
+             stats.drops_by_reason)
+
+    train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
+    start_dir = base_dir if st.retrain_from == "base" else judge_dir
+    model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train", tokenizer)
+    metrics = {"round": r, "model_dir": str(model_dir), "num_train_rows": len(train_rows),
+               "thresholds": dataclasses.asdict(thresholds), "drops": stats.drops_by_reason,
+               **_report_labels(records, results, pool_by_id),
+               **evaluate_all(make_judge(model_dir), tests)}
+    artifacts.write_json(round_dir / "metrics.json", metrics)
+    artifacts.mark_done(round_dir)
+    return metrics
+
+
+def evaluate_all(judge, tests: dict[str, list[dict]]) -> dict[str, float]:
+    out = {}
+    for name, rows in tests.items():
+        out.update({f"{name}/{k}": v for k, v in evaluation.evaluate_judge(judge, rows).items()})
+    return out

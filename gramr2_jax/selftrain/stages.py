@@ -1,0 +1,111 @@
+"""Training stages of the pipeline: base-LM pretraining and judge SFT runs.
+
+Each stage trains in its own directory with the resumable trainer and exports
+an HF model directory (plus gramr2_judge.json for judges, see judge.py), so every stage's
+model loads in transformers and in the judge tools. A stage whose export is
+marked done is not retrained on rerun.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Callable, Sequence
+
+import ml_collections
+import numpy as np
+from flax import nnx
+
+from gramr2_jax import config_lib
+from gramr2_jax.data import judge_format
+from gramr2_jax.data.batching import sft_encoder
+from gramr2_jax.data.loader import Loader
+from gramr2_jax.data.prompts import JudgePromptBuilder
+from gramr2_jax.data.schema import JudgeExample
+from gramr2_jax.models import Transformer
+from gramr2_jax.selftrain import artifacts
+from gramr2_jax.training import trainer as trainer_lib
+
+def train_config(config: ml_collections.ConfigDict, stage: ml_collections.ConfigDict,
+                  num_examples: int, **extra) -> dict[str, Any]:
+    """TrainConfig fields for a stage: epochs → steps, plus the run-wide mesh and numerics."""
+    steps = max(1, int(np.ceil(stage.epochs * num_examples / stage.batch_size)))
+    out = dict(stage.train.to_dict() if hasattr(stage.train, "to_dict") else stage.train)
+    out.update(num_steps=steps, mesh_shape=tuple(config.mesh.shape),
+               compute_dtype=config.model.dtype, param_dtype=config.model.param_dtype,
+               remat=config.model.remat, scan_layers=config.model.scan_layers,
+               progress_bar=False, warmup_steps=min(out.get("warmup_steps", 0), steps // 4))
+    out.update(extra)
+    return out
+
+
+def run_training(train_cfg: dict[str, Any], model_or_dir, examples: Sequence[Any],
+                 encode: Callable, out_dir: pathlib.Path, *, tokenizer, batch_size: int,
+                 seed: int, judge_settings: dict[str, Any] | None = None) -> pathlib.Path:
+    """Trains in out_dir (resuming if interrupted); returns the exported HF directory."""
+    export = out_dir / "export"
+    if artifacts.is_done(out_dir):
+        return export
+    loader = Loader(examples, encode, batch_size=batch_size, seed=seed,
+                    pad_id=tokenizer.pad_token_id or 0, length_buckets=(64, 128, 192, 256, 384, 512))
+    result = trainer_lib.train(train_cfg, model_or_dir, loader, out_dir, tokenizer=tokenizer)
+    if judge_settings is not None:
+        from gramr2_jax.judge import write_judge_config
+
+        write_judge_config(export, **judge_settings)
+    artifacts.mark_done(out_dir, {"steps": result.step, **result.last_metrics})
+    return export
+
+
+def pretrain_base(config: ml_collections.ConfigDict, workdir: pathlib.Path, tokenizer) -> pathlib.Path:
+    """Stage 0: a tiny LM trained from scratch on the domain text (or the configured HF model)."""
+    if config.model.hf_path:
+        return pathlib.Path(config.model.hf_path)
+    texts = [r["text"] for r in artifacts.read_jsonl(workdir / "data" / "pretrain.jsonl")]
+    model_cfg = config_lib.model_config(config.model).replace(
+        vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    max_len = config.stage0.max_len
+
+    def encode(text: str):
+        ids = np.asarray(tokenizer.encode(text)[:max_len - 1] + [tokenizer.eos_token_id], np.int32)
+        return {"tokens": ids, "loss_mask": np.ones(len(ids), bool)}
+
+    model = Transformer(model_cfg, rngs=nnx.Rngs(config.seed))
+    return run_training(
+        train_config(config, config.stage0, len(texts)), model, texts, encode,
+        workdir / "stage0" / "train", tokenizer=tokenizer, batch_size=config.stage0.batch_size,
+        seed=config.seed)
+
+
+def judge_builder(config: ml_collections.ConfigDict, tokenizer) -> JudgePromptBuilder:
+    return JudgePromptBuilder(tokenizer, template=config.judge.template,
+                              max_prompt_len=config.judge.max_prompt_len)
+
+
+def judge_settings(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """What Judge.from_pretrained needs to prompt this judge the way it was trained."""
+    return {"template": config.judge.template, "max_prompt_len": config.judge.max_prompt_len,
+            "max_new_tokens": config.judge.max_new_tokens}
+
+
+def to_judge_example(row: dict[str, Any]) -> JudgeExample:
+    verdict = row["verdict"]
+    return JudgeExample(prompt=row["prompt"], response_a=row["response_a"],
+                        response_b=row["response_b"], label=judge_format.VERDICTS.index(verdict),
+                        rationale=row.get("rationale") or "", category=row.get("category"),
+                        id=row.get("id"))
+
+
+def train_judge(config: ml_collections.ConfigDict, stage: ml_collections.ConfigDict,
+                base_dir: pathlib.Path, rows: list[dict[str, Any]], out_dir: pathlib.Path,
+                tokenizer, *, loss: str = "sft") -> pathlib.Path:
+    """SFT (rationale + verdict) or GRAM-v1 verdict-token training of a judge on rows."""
+    builder = judge_builder(config, tokenizer)
+    extra = {"loss": loss}
+    if loss == "verdict":
+        extra["verdict_token_ids"] = tuple(builder.verdict_ids)
+    examples = [to_judge_example(r) for r in rows]
+    return run_training(
+        train_config(config, stage, len(examples), **extra), base_dir, examples,
+        sft_encoder(builder, config.judge.max_len), out_dir, tokenizer=tokenizer,
+        batch_size=stage.batch_size, seed=config.seed, judge_settings=judge_settings(config))
