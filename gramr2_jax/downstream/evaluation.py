@@ -19,6 +19,7 @@ that always answers A scores 50%. `limit` keeps a seeded random sample of a set'
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import os
@@ -204,7 +205,7 @@ def evaluate(judge: "Judge", sets: Sequence[EvalSet], *, num_samples: int = 1, s
     greedy = num_samples == 1 if greedy is None else greedy
     results: list[metrics.PairResult] = []
     firsts, seconds = [], []  # per-order majority verdicts, each in its showing's letters
-    per_set, dropped = {}, {}
+    per_set, dropped = {}, collections.Counter()
     total_time = 0.0
     for eval_set in sets:
         pairs = eval_set.pairs
@@ -229,13 +230,12 @@ def evaluate(judge: "Judge", sets: Sequence[EvalSet], *, num_samples: int = 1, s
             in_order, in_swapped = c.order_verdicts
             firsts.append(in_order)
             seconds.append({"A": "B", "B": "A"}.get(in_swapped))  # back to the swapped letters
-        for report in eval_set.reports:
-            for reason, count in report.dropped.items():
-                dropped[reason] = dropped.get(reason, 0) + count
+        set_dropped = sum((r.dropped for r in eval_set.reports), collections.Counter())
+        dropped += set_dropped
         per_set[eval_set.name] = {
             **_accuracy_dict(metrics.accuracy(set_results)), "pairs": len(pairs),
             "rows_read": sum(r.num_rows for r in eval_set.reports),
-            "dropped": {k: v for r in eval_set.reports for k, v in r.dropped.items()},
+            "dropped": dict(set_dropped),
             "seconds": elapsed, "pairs_per_s": len(pairs) / elapsed if elapsed else math.nan}
 
     sections = metrics.section_scores(results)
@@ -259,7 +259,7 @@ def evaluate(judge: "Judge", sets: Sequence[EvalSet], *, num_samples: int = 1, s
             "rate": bias.rate, "flipped": bias.flipped, "compared": bias.compared,
             "abstained": bias.abstained, "first_slot": bias.first_slot},
         "calibration": {"ece": calibration.ece, "count": calibration.count},
-        "dropped": dropped,
+        "dropped": dict(dropped),
         "throughput": {"pairs": len(results), "seconds": total_time,
                        "pairs_per_s": len(results) / total_time if total_time else math.nan},
     }
