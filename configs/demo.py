@@ -10,12 +10,14 @@ arg keys: smoke (shrinks everything for tests), seed, variant — one of VARIANT
   no_filter      every filter off (a majority verdict is still required)
   single_round   one round, with the pool of all rounds
   no_curriculum  every round uses the last (loosest) round's thresholds
+  prover         rationales from a preference-proving model with proof selection
   baselines      no self-training; the same-data BT and GRAM-v1 verdict-token baselines
 """
 
 from gramr2_jax import config_lib
 
-VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "baselines")
+VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "prover",
+            "baselines")
 
 
 def get_config(arg=None):
@@ -25,10 +27,15 @@ def get_config(arg=None):
     c.variant = arg.variant
 
     c.data = dict(
+        source="synthetic",
         seed=0,  # the data stays fixed across run seeds, so seeds measure training spread
         categories=["arithmetic", "constraint", "safety", "logic"],
         num_seed=64, num_unlabelled=1536, num_test=200,
-        train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000)
+        train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000,
+        # Share of pretraining texts that are full judgments. 0: stage 0 sees only
+        # questions with response pairs (GRAM's unlabelled pretraining), so every
+        # label the judge learns from comes from the seed set or self-training.
+        pretrain_judgment_share=0.0)
     c.model = dict(preset="tiny", hf_path="", dtype="float32", param_dtype="float32",
                    remat="none", scan_layers=False)
     c.mesh = dict(shape=(-1, 1, 1))
@@ -50,7 +57,9 @@ def get_config(arg=None):
         pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
         merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
         retrain_from="base",  # "base" (stage-0 LM) or "previous" (last round's judge)
-        rationale_source="self", label_only=False, filters_enabled=True,
+        rationale_source="self",  # "self" (best agreeing own sample) or "prover" (π_ψ proofs)
+        num_proofs=4,  # prover: candidate proofs per kept pair
+        label_only=False, filters_enabled=True,
         curriculum_enabled=True,
         curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
                         start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
@@ -65,6 +74,8 @@ def get_config(arg=None):
         c.stage1.update(epochs=2.0)
         c.selftrain.update(num_rounds=min(c.selftrain.num_rounds, 2), shard_size=8, epochs=1.0)
         c.judge.update(max_new_tokens=48)
+        for stage in (c.stage0, c.stage1, c.selftrain):  # checkpoints inside every stage
+            stage.train.checkpoint_every = 3
     return c
 
 
@@ -75,6 +86,7 @@ _VARIANT_OVERRIDES = {
     "no_filter": {"selftrain.filters_enabled": False},
     "single_round": {"selftrain.num_rounds": 1, "selftrain.pool_per_round": "all"},
     "no_curriculum": {"selftrain.curriculum_enabled": False},
+    "prover": {"selftrain.rationale_source": "prover"},
     "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
 }
 

@@ -73,8 +73,10 @@ def model_config(model_cfg: ml_collections.ConfigDict) -> ModelConfig:
     return preset(model_cfg.preset, **overrides)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
-    """Fails early, naming the field, on the settings every program shares."""
+def validate(config: ml_collections.ConfigDict, *, require_data: bool = True) -> None:
+    """Fails early, naming the field, on the settings every program shares.
+
+    require_data=False skips the data/checkpoint paths (for tools that only size a run)."""
     errors = []
     if "model" in config:
         m = config.model
@@ -100,6 +102,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
             sharding.normalize_rules(config.sharding.rules)
         except ValueError as e:
             errors.append(str(e))
+    if require_data and "data" in config and config.data.get("source") == "files":
+        for field in ("seed_path", "unlabelled_path", "test_id_path", "test_ood_path"):
+            if not config.data.get(field):
+                errors.append(f"data.{field}: required when data.source='files'")
+        if not config.model.get("hf_path"):
+            errors.append("model.hf_path: required when data.source='files' (no stage-0 "
+                          "pretraining on real data)")
+    if "selftrain" in config:
+        st = config.selftrain
+        for field, allowed in (("rationale_source", ("self", "prover")),
+                               ("pool_per_round", ("fresh", "all")),
+                               ("merge", ("cumulative", "latest")),
+                               ("retrain_from", ("base", "previous"))):
+            if st.get(field) not in allowed:
+                errors.append(f"selftrain.{field}: expected one of {allowed}, got {st.get(field)!r}")
+        from gramr2_jax.selftrain import curriculum
+
+        cur = dict(st.curriculum.to_dict(), num_rounds=max(st.num_rounds, 1))
+        errors += curriculum.validate(cur, prefix="selftrain.curriculum")
     for section, field in (("train", "batch_size"), ("train", "seq_len"),
                            ("label", "batch_size"), ("label", "num_samples")):
         if section in config and field in config[section] and config[section][field] <= 0:

@@ -7,6 +7,7 @@ Rerunning the same command on the same workdir continues where it stopped.
 """
 
 import os
+import sys
 
 from absl import app, flags
 from ml_collections import config_flags
@@ -39,7 +40,11 @@ def main(argv):
     from gramr2_jax.selftrain import pipeline
 
     config = _CONFIG.value
-    config_lib.validate(config)
+    try:
+        config_lib.validate(config)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     with exit_on_data_error():
         pipeline.run(config, _WORKDIR.value)
 

@@ -151,8 +151,8 @@ def format_plan(p: MemoryPlan, config) -> str:
 def main(argv):
     del argv
     config = _CONFIG.value
-    config_lib.validate(config)
     try:
+        config_lib.validate(config, require_data=False)
         p = plan(config)
     except ValueError as e:
         print(f"plan: {e}", file=sys.stderr)

@@ -47,3 +47,26 @@ def is_done(stage_dir: pathlib.Path) -> bool:
 
 def mark_done(stage_dir: pathlib.Path, info: dict[str, Any] | None = None) -> None:
     write_json(stage_dir / "DONE", info or {})
+
+
+_FAULT_ENV = "GRAMR2_KILL_AT"
+_fault_counts: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook: SIGKILLs this process at the n-th pass of a named point.
+
+    Set GRAMR2_KILL_AT=name:n (e.g. "label_shard:2", "train_example:40") to
+    simulate a preempted worker at exactly that moment; unset, it does nothing.
+    """
+    spec = os.environ.get(_FAULT_ENV)
+    if not spec:
+        return
+    target, _, count = spec.partition(":")
+    if target != name:
+        return
+    _fault_counts[name] = _fault_counts.get(name, 0) + 1
+    if _fault_counts[name] == int(count or 1):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)

@@ -34,8 +34,11 @@ def _prob(p: float | None) -> float | None:
     return None if p is None or math.isnan(p) else p
 
 
-def evaluate_judge(judge, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """Metrics of a generative judge on rows with prompt/response_a/response_b/gold/category."""
+def evaluate_judge(judge, rows: Sequence[dict[str, Any]], *,
+                   check_faithfulness: bool = True) -> dict[str, float]:
+    """Metrics of a generative judge on rows with prompt/response_a/response_b/gold/category.
+
+    check_faithfulness needs the synthetic domain (its claims are checked by program)."""
     judged = judge.sample_judgments(
         [r["prompt"] for r in rows], [r["response_a"] for r in rows],
         [r["response_b"] for r in rows], num_samples=1, swap=True, greedy=True, seed=0)
@@ -49,9 +52,10 @@ def evaluate_judge(judge, rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         if flipped is not None:
             stats["both"] += 1
             stats["flipped"] += flipped
-        original = judge_format.parse_judgment(pj.original[0].text)
-        check = synthetic.check_rationale(row, original.rationale or "", original.verdict)
-        stats["faithful"] += check.faithful
+        if check_faithfulness:
+            original = judge_format.parse_judgment(pj.original[0].text)
+            check = synthetic.check_rationale(row, original.rationale or "", original.verdict)
+            stats["faithful"] += check.faithful
     return summarize(per_category)
 
 
@@ -64,5 +68,6 @@ def summarize(per_category: dict[str, collections.Counter]) -> dict[str, float]:
     out["accuracy"] = total["correct"] / max(total["n"], 1)
     out["abstain_rate"] = total["abstain"] / max(total["n"], 1)
     out["position_bias"] = total["flipped"] / total["both"] if total["both"] else float("nan")
-    out["faithfulness"] = total["faithful"] / max(total["n"], 1)
+    if "faithful" in total:
+        out["faithfulness"] = total["faithful"] / max(total["n"], 1)
     return out

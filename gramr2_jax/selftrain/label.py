@@ -47,6 +47,7 @@ def label_pool(judge, pool: Sequence[dict[str, Any]], out_dir: pathlib.Path, *,
             {"id": row["id"], "original": [_sample_row(s) for s in pj.original],
              "swapped": [_sample_row(s) for s in pj.swapped]}
             for row, pj in zip(rows, judged)))
+        artifacts.fault_point("label_shard")
 
 
 def read_labels(out_dir: pathlib.Path, num_pairs: int, shard_size: int) -> list[PairJudgments]:

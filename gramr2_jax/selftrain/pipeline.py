@@ -76,7 +76,7 @@ def seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, test
         return artifacts.read_json(out / "metrics.json")
     model_dir = stages.train_judge(config, config.stage1, base_dir, seed_rows, out / "train", tokenizer)
     metrics = {"round": 0, "model_dir": str(model_dir), "num_train_rows": len(seed_rows),
-               **rounds.evaluate_all(make_judge(model_dir), tests)}
+               **rounds.evaluate_all(make_judge(model_dir), tests, config.data.source == "synthetic")}
     artifacts.write_json(out / "metrics.json", metrics)
     artifacts.mark_done(out)
     return metrics

@@ -19,7 +19,7 @@ import numpy as np
 
 from gramr2_jax.data import judge_format
 from gramr2_jax.data.prompts import swap_response_names
-from gramr2_jax.selftrain import artifacts, curriculum, evaluation, filters, label, stages
+from gramr2_jax.selftrain import artifacts, curriculum, evaluation, filters, label, prover, stages
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +66,15 @@ def kept_rows(results, pool_by_id: dict[str, dict], label_only: bool) -> list[di
 def _report_labels(records, results, pool_by_id) -> dict[str, float]:
     """Yield, precision against gold, abstain and position-bias rates of the labelling."""
     kept = [r for r in results if r.keep]
+    graded = [r for r in kept if pool_by_id[r.pair_id].get("gold") is not None]
     samples = [s for rec in records for s in (*rec.original, *rec.swapped)]
     majorities = [(filters.majority_label(rec.original), filters.majority_label(rec.swapped))
                   for rec in records if rec.swapped]
     flips = [a != b for a, b in majorities if a is not None and b is not None]
     return {
         "label/yield": len(kept) / max(len(results), 1),
-        "label/precision": (float(np.mean([pool_by_id[r.pair_id]["gold"] == r.label for r in kept]))
-                            if kept else float("nan")),
+        "label/precision": (float(np.mean([pool_by_id[r.pair_id]["gold"] == r.label for r in graded]))
+                            if graded else float("nan")),
         "label/abstain_rate": float(np.mean([s.verdict is None for s in samples])) if samples else 0.0,
         "label/position_bias": float(np.mean(flips)) if flips else float("nan"),
         "label/kept": float(len(kept)),
@@ -100,24 +101,32 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
     thresholds = round_thresholds(st, r)
     results, stats = filters.filter_pairs(records, thresholds)
     kept = kept_rows(results, pool_by_id, st.label_only)
+    unproved = 0
+    if st.rationale_source == "prover" and not st.label_only:
+        prover_dir = prover.train_prover(config, base_dir, seed_rows, workdir / "prover" / "train",
+                                         tokenizer)
+        kept, unproved = prover.prove(config, prover_dir, kept, num_candidates=st.num_proofs,
+                                      seed=config.seed * 1000 + r)
     artifacts.write_jsonl(round_dir / "kept.jsonl", kept)
-    log.info("round %d: kept %d/%d pairs (drops: %s)", r, stats.kept, stats.total,
-             stats.drops_by_reason)
+    log.info("round %d: kept %d/%d pairs (drops: %s; no proof: %d)", r, len(kept), stats.total,
+             stats.drops_by_reason, unproved)
 
     train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
     start_dir = base_dir if st.retrain_from == "base" else judge_dir
     model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train", tokenizer)
     metrics = {"round": r, "model_dir": str(model_dir), "num_train_rows": len(train_rows),
                "thresholds": dataclasses.asdict(thresholds), "drops": stats.drops_by_reason,
+               "label/unproved": unproved,
                **_report_labels(records, results, pool_by_id),
-               **evaluate_all(make_judge(model_dir), tests)}
+               **evaluate_all(make_judge(model_dir), tests, config.data.source == "synthetic")}
     artifacts.write_json(round_dir / "metrics.json", metrics)
     artifacts.mark_done(round_dir)
     return metrics
 
 
-def evaluate_all(judge, tests: dict[str, list[dict]]) -> dict[str, float]:
+def evaluate_all(judge, tests: dict[str, list[dict]], synthetic_data: bool) -> dict[str, float]:
     out = {}
     for name, rows in tests.items():
-        out.update({f"{name}/{k}": v for k, v in evaluation.evaluate_judge(judge, rows).items()})
+        metrics = evaluation.evaluate_judge(judge, rows, check_faithfulness=synthetic_data)
+        out.update({f"{name}/{k}": v for k, v in metrics.items()})
     return out

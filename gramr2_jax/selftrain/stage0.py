@@ -31,11 +31,55 @@ def _split_sizes(data: ml_collections.ConfigDict) -> dict[str, tuple[int, int]]:
 
 
 def make_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathlib.Path:
-    """Writes seed/unlabelled/test_id/test_ood JSONL and pretraining text; returns the dir."""
+    """Writes seed/unlabelled/test_id/test_ood JSONL (+ pretraining text); returns the dir."""
     out = workdir / "data"
     if artifacts.is_done(out):
         return out
-    data = config.data
+    if config.data.source == "files":
+        _copy_files(config.data, out)
+    elif config.data.source == "synthetic":
+        _make_synthetic(config.data, out)
+    else:
+        raise ValueError(f"data.source: expected 'synthetic' or 'files', got {config.data.source!r}")
+    return out
+
+
+def _judge_rows(examples) -> list[dict]:
+    return [{"id": e.id or f"{i:07d}", "category": e.category or "all", "prompt": e.prompt,
+             "response_a": e.response_a, "response_b": e.response_b, "gold": e.verdict,
+             "rationale": e.rationale, "verdict": e.verdict} for i, e in enumerate(examples)]
+
+
+def _copy_files(data: ml_collections.ConfigDict, out: pathlib.Path) -> None:
+    """Real data from JSONL files: labelled seed (with rationales naming the chosen
+    response as A), an unlabelled pool, and labelled test sets (gold for evaluation).
+    Rows are validated strictly: a bad row stops the run with file:line: field."""
+    from gramr2_jax.data.prompts import balance_order
+    from gramr2_jax.data.sources import read_labelled_pairs, read_unlabelled_pairs
+
+    seed_pairs, _ = read_labelled_pairs(data.seed_path)
+    missing = [p.id or str(i) for i, p in enumerate(seed_pairs) if not p.rationale]
+    if missing:
+        raise ValueError(f"data.seed_path: {data.seed_path}: rows {missing[:5]} have no rationale "
+                         "(stage 1 trains on rationale + verdict)")
+    seed_rows = _judge_rows(balance_order(seed_pairs, data.seed))
+    for row in seed_rows:
+        row.pop("gold")
+    artifacts.write_jsonl(out / "seed.jsonl", seed_rows)
+    pool, _ = read_unlabelled_pairs(data.unlabelled_path)
+    artifacts.write_jsonl(out / "unlabelled.jsonl", (
+        {"id": p.id or f"{i:07d}", "category": "all", "prompt": p.prompt,
+         "response_a": p.response_a, "response_b": p.response_b, "gold": None}
+        for i, p in enumerate(pool)))
+    for name in ("test_id", "test_ood"):
+        pairs, _ = read_labelled_pairs(data[f"{name}_path"])
+        rows = _judge_rows(balance_order(pairs, data.seed))
+        artifacts.write_jsonl(out / f"{name}.jsonl", (
+            {k: v for k, v in r.items() if k not in ("rationale", "verdict")} for r in rows))
+    artifacts.mark_done(out, {"seed": len(seed_rows), "unlabelled": len(pool)})
+
+
+def _make_synthetic(data: ml_collections.ConfigDict, out: pathlib.Path) -> None:
     categories = list(data.categories)
     parts = synthetic.make_splits(_split_sizes(data), categories, seed=data.seed)
     splits: dict[str, list[dict]] = {}
@@ -48,10 +92,10 @@ def make_data(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> pathl
         artifacts.write_jsonl(out / f"{name}.jsonl", synthetic.to_unlabelled(splits[name], data.seed))
     held_out = {synthetic.labelled_key(p) for name in ("test_id", "test_ood") for p in splits[name]}
     texts = synthetic.pretraining_texts(data.num_pretrain, data.seed, categories=categories,
+                                        judgment_share=data.pretrain_judgment_share,
                                         exclude=held_out)
     artifacts.write_jsonl(out / "pretrain.jsonl", ({"text": t} for t in texts))
     artifacts.mark_done(out, {name: len(rows) for name, rows in splits.items()})
-    return out
 
 
 def train_tokenizer(texts: list[str], vocab_size: int, out_dir: pathlib.Path):

@@ -45,7 +45,11 @@ def run_training(train_cfg: dict[str, Any], model_or_dir, examples: Sequence[Any
     export = out_dir / "export"
     if artifacts.is_done(out_dir):
         return export
-    loader = Loader(examples, encode, batch_size=batch_size, seed=seed,
+    def encode_example(example):
+        artifacts.fault_point("train_example")
+        return encode(example)
+
+    loader = Loader(examples, encode_example, batch_size=batch_size, seed=seed, window_batches=4,
                     pad_id=tokenizer.pad_token_id or 0, length_buckets=(64, 128, 192, 256, 384, 512))
     result = trainer_lib.train(train_cfg, model_or_dir, loader, out_dir, tokenizer=tokenizer)
     if judge_settings is not None:
@@ -60,6 +64,9 @@ def pretrain_base(config: ml_collections.ConfigDict, workdir: pathlib.Path, toke
     """Stage 0: a tiny LM trained from scratch on the domain text (or the configured HF model)."""
     if config.model.hf_path:
         return pathlib.Path(config.model.hf_path)
+    if config.data.source != "synthetic":
+        raise ValueError("model.hf_path: required unless data.source is 'synthetic' "
+                         "(stage-0 pretraining uses the synthetic domain's text)")
     texts = [r["text"] for r in artifacts.read_jsonl(workdir / "data" / "pretrain.jsonl")]
     model_cfg = config_lib.model_config(config.model).replace(
         vocab_size=len(tokenizer), bos_token_id=tokenizer.bos_token_id,

@@ -1,0 +1,40 @@
+r"""Task adaptation: a foundation judge trained without one category, then fine-tuned on it.
+
+    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py --workdir=runs/adaptation
+    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py:smoke --workdir=/tmp/a
+
+arg keys: smoke (tiny sizes, for tests), seed, held_out (a synthetic category).
+The pipeline sections are configs/demo.py's, with data.categories minus held_out and a
+smaller evaluation/pool so the run fits a shared 2-core CPU.
+"""
+
+import importlib.util
+import pathlib
+
+from gramr2_jax import config_lib
+
+
+def _demo_config(arg: str):
+    spec = importlib.util.spec_from_file_location("demo", pathlib.Path(__file__).with_name("demo.py"))
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo.get_config(arg)
+
+
+def get_config(arg=None):
+    arg = config_lib.parse_arg(arg, smoke=False, seed=0, held_out="logic")
+    c = _demo_config(f"smoke={arg.smoke},seed={arg.seed}")
+    c.experiment = "adaptation"
+    c.data.categories = [x for x in c.data.categories if x != arg.held_out]
+    # Fine-tunes of both arms: the seed-SFT recipe (same epochs, lr), on N held-out pairs.
+    c.adaptation = dict(held_out=arg.held_out, sizes=[32, 64, 128, 256], num_test=128,
+                        batch_size=16, epochs=12.0,
+                        train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01,
+                                   checkpoint_every=50))
+    if arg.smoke:
+        c.selftrain.num_rounds = 0  # the seed-SFT judge stands in for the foundation judge
+        c.adaptation.update(sizes=[4, 8], num_test=4, epochs=1.0)
+    else:
+        c.data.update(num_unlabelled=1024, num_test=96)
+        c.selftrain.num_rounds = 2
+    return c

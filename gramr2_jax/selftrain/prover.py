@@ -1,0 +1,89 @@
+"""The `prover` rationale source: a preference-proving model with proof selection.
+
+As in the AAAI paper (method.md (a) steps 3 and 5), rationales for pseudo-labelled
+pairs come from a separate model π_ψ trained on the seed set to explain a GIVEN
+label: its prompt is the judge's data block plus the label, its target the full
+judgment (rationale + that verdict). Here the "reversible transform" between the
+proof and the judge target is the identity: the prover writes judge-format text.
+
+For each kept pair with pseudo-label l, π_ψ samples k candidate proofs z; those
+whose own verdict is not l are discarded; the rest are scored by
+
+    Score(z) = −log π_ψ(z | s, l) / log π_ψ(z)
+
+(our reading of Eq. 5, range (−∞, 0], higher is better): likely given the pair and
+the label, unlikely unconditionally — which penalizes generic, templated text.
+Both log-probabilities are sums over z's tokens; π_ψ(z) is scored after BOS alone.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any
+
+import numpy as np
+
+from gramr2_jax.data import judge_format
+from gramr2_jax.data.batching import sft_encoder
+from gramr2_jax.data.prompts import JudgePromptBuilder
+from gramr2_jax.selftrain import stages
+
+PROVER_TEMPLATE = "Explain why Response {label} is better.\n\n{data}\n"
+
+
+def _builders(config, tokenizer) -> dict[str, JudgePromptBuilder]:
+    return {v: JudgePromptBuilder(tokenizer, template=PROVER_TEMPLATE.replace("{label}", v),
+                                  max_prompt_len=config.judge.max_prompt_len)
+            for v in judge_format.VERDICTS}
+
+
+def train_prover(config, base_dir: pathlib.Path, seed_rows: list[dict[str, Any]],
+                 out_dir: pathlib.Path, tokenizer) -> pathlib.Path:
+    """π_ψ: SFT of the base LM on (pair + label → judgment) over the seed set."""
+    encoders = {v: sft_encoder(b, config.judge.max_len) for v, b in _builders(config, tokenizer).items()}
+    examples = [stages.to_judge_example(r) for r in seed_rows]
+    return stages.run_training(
+        stages.train_config(config, config.stage1, len(examples)), base_dir, examples,
+        lambda ex: encoders[ex.verdict](ex), out_dir, tokenizer=tokenizer,
+        batch_size=config.stage1.batch_size, seed=config.seed)
+
+
+def proof_scores(logp_conditional: np.ndarray, logp_unconditional: np.ndarray) -> np.ndarray:
+    """−log π(z|s,l) / log π(z): in (−∞, 0] for log-probabilities < 0; higher is better."""
+    return -logp_conditional / np.minimum(logp_unconditional, -1e-9)
+
+
+def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_candidates: int,
+          seed: int) -> tuple[list[dict[str, Any]], int]:
+    """Replaces each row's rationale by the best proof of its verdict; drops rows with none.
+
+    Returns (rows with proofs, number dropped because no candidate concluded with the label).
+    """
+    from gramr2_jax.models import from_pretrained, load_tokenizer
+    from gramr2_jax.sampling import Sampler
+
+    if not rows:
+        return [], 0
+    tokenizer = load_tokenizer(prover_dir)
+    sampler = Sampler(from_pretrained(prover_dir), tokenizer)
+    builders = _builders(config, tokenizer)
+    prompts = [builders[r["verdict"]].encode_prompt(r["prompt"], r["response_a"], r["response_b"])
+               for r in rows]
+    out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
+                           num_samples=num_candidates, seed=seed,
+                           temperature=config.selftrain.temperature)
+    conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
+    repeated = [prompts[p] for p in out.prompt_index]
+    conditional = sampler.score(repeated, conts).total
+    unconditional = sampler.score([[tokenizer.bos_token_id]] * len(conts), conts).total
+    scores = proof_scores(conditional, unconditional)
+    best: dict[int, tuple[float, str]] = {}
+    for i, (p, text) in enumerate(zip(out.prompt_index, out.texts)):
+        judgment = judge_format.parse_judgment(text)
+        if judgment.verdict != rows[p]["verdict"] or not judgment.rationale:
+            continue  # a proof must conclude with the label it was asked to prove
+        if p not in best or scores[i] > best[p][0]:
+            best[p] = (float(scores[i]), judgment.rationale)
+    proved = [dict(rows[p], rationale=best[p][1], proof_score=best[p][0]) for p in sorted(best)]
+    return proved, len(rows) - len(proved)
+
