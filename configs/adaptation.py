@@ -1,11 +1,13 @@
 r"""Task adaptation: a foundation judge trained without one category, then fine-tuned on it.
 
-    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py --workdir=runs/adaptation
-    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py:smoke --workdir=/tmp/a
+    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py \
+        --workdir=runs/adaptation
+    python -m gramr2_jax.downstream.experiments --config=configs/adaptation.py:smoke \
+        --workdir=/tmp/a
 
 arg keys: smoke (tiny sizes, for tests), seed, held_out (a synthetic category).
-The pipeline sections are configs/demo.py's, with data.categories minus held_out and a
-smaller evaluation/pool so the run fits a shared 2-core CPU.
+The pipeline sections are configs/demo.py's, with data.categories minus held_out, a larger
+labelled seed set and a smaller pool/evaluation so the run fits a shared 2-core CPU.
 """
 
 import importlib.util
@@ -15,7 +17,8 @@ from gramr2_jax import config_lib
 
 
 def _demo_config(arg: str):
-    spec = importlib.util.spec_from_file_location("demo", pathlib.Path(__file__).with_name("demo.py"))
+    path = pathlib.Path(__file__).with_name("demo.py")
+    spec = importlib.util.spec_from_file_location("demo_config", path)
     demo = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(demo)
     return demo.get_config(arg)
@@ -35,6 +38,9 @@ def get_config(arg=None):
         c.selftrain.num_rounds = 0  # the seed-SFT judge stands in for the foundation judge
         c.adaptation.update(sizes=[4, 8], num_test=4, epochs=1.0)
     else:
-        c.data.update(num_unlabelled=1024, num_test=96)
+        # A foundation judge needs more labels than the demo's 64 seeds (its judge stays near
+        # chance with a strong position bias); GRAM-R² starts from 1M labelled pairs.
+        c.data.update(num_seed=384, num_unlabelled=768, num_test=96)
+        c.stage1.epochs = 8.0
         c.selftrain.num_rounds = 2
     return c
