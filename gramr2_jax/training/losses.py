@@ -84,11 +84,16 @@ class Objective:
         return _bt(model, batch)
 
 
+def _shift_left(x_BT: jax.Array) -> jax.Array:
+    return jnp.concatenate([x_BT[:, 1:], jnp.zeros_like(x_BT[:, :1])], axis=1)
+
+
 def _sft(model, batch: Batch):
     # Position t predicts token t+1; loss_mask marks the tokens to be predicted.
+    # Targets are shifted instead of the logits: slicing [B, T, V] logits costs a copy.
     logits = model(batch["tokens"], input_mask_BT=batch["input_mask"])
-    nll = token_nll(logits[:, :-1], batch["tokens"][:, 1:])
-    mask = batch["loss_mask"][:, 1:].astype(jnp.float32)
+    nll = token_nll(logits, _shift_left(batch["tokens"]))
+    mask = _shift_left(batch["loss_mask"]).astype(jnp.float32)
     return jnp.sum(nll * mask), {}
 
 
