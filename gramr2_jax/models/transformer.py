@@ -9,6 +9,11 @@ heads, K kv heads, G = N/K query heads per kv head, H head dim, F mlp, V vocab.
 Padding: `input_mask_BT` marks real tokens. Without a cache, queries attend to
 real keys at or before them (left or right padding both work); positions default
 to the count of real tokens before each one. With a cache, see kv_cache.py.
+
+Shared prefix (sampling k continuations per prompt): `prefix=` is a read-only
+KVCache of Bp prompts; rows b*r .. b*r+r-1 (r = B / Bp) all attend to prefix
+row b, then to their own `cache`. The prefix is stored and read once per
+prompt instead of once per continuation.
 """
 
 from __future__ import annotations
@@ -76,7 +81,7 @@ class Attention(nnx.Module):
             y = apply_rope(y, positions, jnp.asarray(self.inv_freq, jnp.float32))
         return y
 
-    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv):
+    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv, prefix_kv=None):
         cfg = self.cfg
         has_bias, has_norm = cfg.qkv_bias, cfg.qk_norm
         q = self._project(x_BTD, self.q_proj, self.q_bias if has_bias else None,
@@ -93,7 +98,15 @@ class Attention(nnx.Module):
             k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False).astype(q.dtype)
             v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False).astype(q.dtype)
             cache_kv = (cache_k, cache_v, end)
-        out = attend(q, k, v, mask_BTS)
+        if prefix_kv is None:
+            out = attend(q, k, v, mask_BTS)
+        else:
+            prefix_k, prefix_v, prefix_mask = prefix_kv
+            out = attend_with_prefix(
+                q, k, v, mask_BTS,
+                jax.lax.dynamic_index_in_dim(prefix_k, layer, 0, keepdims=False).astype(q.dtype),
+                jax.lax.dynamic_index_in_dim(prefix_v, layer, 0, keepdims=False).astype(q.dtype),
+                prefix_mask)
         y = jnp.einsum("btnh,nhd->btd", out, self.o_proj.value.astype(cfg.dtype))
         return y, cache_kv
 
@@ -108,6 +121,35 @@ def attend(q_BTNH, k_BSKH, v_BSKH, mask_BTS) -> jax.Array:
     logits = jnp.where(mask_BTS[:, None, None], logits, _MASKED)
     probs = jax.nn.softmax(logits, axis=-1).astype(v_BSKH.dtype)
     out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BSKH)
+    return out.reshape(b, t, n, h)
+
+
+def attend_with_prefix(q_BTNH, k_BSKH, v_BSKH, mask_BTS, prefix_k_PQKH, prefix_v_PQKH,
+                       prefix_mask_BTQ) -> jax.Array:
+    """Attention over a shared prefix (P prompts, Q slots) and each row's own keys.
+
+    One softmax over both parts; rows are grouped r = B / P per prefix row, so
+    the prefix einsum sees r·G queries per kv head (bigger, fewer matmuls).
+    """
+    b, t, n, h = q_BTNH.shape
+    p, kv_heads = prefix_k_PQKH.shape[0], prefix_k_PQKH.shape[2]
+    r, g = b // p, n // kv_heads
+    q = q_BTNH.reshape(p, r, t, kv_heads, g, h)
+    scale = h ** -0.5
+    prefix_logits = jnp.einsum("prtkgh,pqkh->prkgtq", q, prefix_k_PQKH,
+                               preferred_element_type=jnp.float32) * scale
+    prefix_logits = prefix_logits.reshape(b, kv_heads, g, t, -1)
+    own_logits = jnp.einsum("btkgh,bskh->bkgts", q.reshape(b, t, kv_heads, g, h), k_BSKH,
+                            preferred_element_type=jnp.float32) * scale
+    logits = jnp.concatenate([prefix_logits, own_logits], axis=-1)
+    mask = jnp.concatenate([prefix_mask_BTQ, mask_BTS], axis=-1)
+    probs = jax.nn.softmax(jnp.where(mask[:, None, None], logits, _MASKED), axis=-1)
+    probs = probs.astype(v_BSKH.dtype)
+    slots = prefix_k_PQKH.shape[1]
+    prefix_probs = probs[..., :slots].reshape(p, r, kv_heads, g, t, slots)
+    out = jnp.einsum("prkgtq,pqkh->prtkgh", prefix_probs, prefix_v_PQKH).reshape(
+        b, t, kv_heads, g, h)
+    out = out + jnp.einsum("bkgts,bskh->btkgh", probs[..., slots:], v_BSKH)
     return out.reshape(b, t, n, h)
 
 
@@ -135,9 +177,9 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "norm", cfg.param_dtype)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv):
+    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv, prefix_kv=None):
         attn_out, cache_kv = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BTS,
-                                       layer, cache_kv)
+                                       layer, cache_kv, prefix_kv)
         x_BTD = constrain(x_BTD + attn_out, _ACT)
         x_BTD = constrain(x_BTD + self.mlp(self.mlp_norm(x_BTD)), _ACT)
         return x_BTD, cache_kv
@@ -169,9 +211,11 @@ class Transformer(nnx.Module):
             self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
                                   cfg.param_dtype)
 
-    def __call__(self, tokens_BT, *, positions_BT=None, input_mask_BT=None, cache=None):
+    def __call__(self, tokens_BT, *, positions_BT=None, input_mask_BT=None, cache=None,
+                 prefix=None):
         hidden, cache = self.hidden_states(tokens_BT, positions_BT=positions_BT,
-                                           input_mask_BT=input_mask_BT, cache=cache)
+                                           input_mask_BT=input_mask_BT, cache=cache,
+                                           prefix=prefix)
         logits = self.logits(hidden)
         return logits if cache is None else (logits, cache)
 
@@ -185,14 +229,19 @@ class Transformer(nnx.Module):
         return logits.astype(jnp.float32)
 
     def hidden_states(self, tokens_BT, *, positions_BT=None, input_mask_BT=None,
-                      cache: KVCache | None = None):
-        """Final-norm hidden states [B, T, D] (and the updated cache, or None)."""
+                      cache: KVCache | None = None, prefix: KVCache | None = None):
+        """Final-norm hidden states [B, T, D] (and the updated cache, or None).
+
+        prefix (needs cache): a shared read-only prompt cache, see the module doc.
+        """
         cfg = self.config
         b, t = tokens_BT.shape
         if input_mask_BT is None:
             input_mask_BT = jnp.ones((b, t), bool)
         input_mask_BT = input_mask_BT.astype(bool)
         before = jnp.cumsum(input_mask_BT, axis=1, dtype=jnp.int32) - 1
+        if prefix is not None and cache is None:
+            raise ValueError("hidden_states: prefix= needs a cache for the new tokens")
         if cache is None:
             key_valid_BS = input_mask_BT
             q_slot = jnp.arange(t)
@@ -201,28 +250,39 @@ class Transformer(nnx.Module):
             key_valid_BS = jax.lax.dynamic_update_slice(cache.mask, input_mask_BT, (0, cache.end))
             q_slot = cache.end + jnp.arange(t)
             default_positions = jnp.maximum(cache.num_tokens()[:, None] + before, 0)
+        if prefix is not None:
+            rows = b // prefix.batch
+            default_positions += jnp.repeat(prefix.num_tokens(), rows)[:, None]
         positions_BT = default_positions if positions_BT is None else positions_BT
         k_slot = jnp.arange(key_valid_BS.shape[1])
         allowed_TS = k_slot[None, :] <= q_slot[:, None]
         if cfg.sliding_window is not None:
             allowed_TS &= q_slot[:, None] - k_slot[None, :] < cfg.sliding_window
         mask_BTS = allowed_TS[None] & key_valid_BS[:, None, :]
+        prefix_kv = None
+        if prefix is not None:
+            prefix_mask_BQ = jnp.repeat(prefix.mask, rows, axis=0)
+            prefix_mask_BTQ = jnp.broadcast_to(prefix_mask_BQ[:, None], (b, t, prefix.length))
+            if cfg.sliding_window is not None:  # prefix slots come before every cache slot
+                distance_TQ = (prefix.length + q_slot)[:, None] - jnp.arange(prefix.length)
+                prefix_mask_BTQ &= (distance_TQ < cfg.sliding_window)[None]
+            prefix_kv = (prefix.k, prefix.v, prefix_mask_BTQ)
 
         x = self.embed.value.astype(cfg.dtype)[tokens_BT]
         x = constrain(x, _ACT)
         cache_kv = None if cache is None else (cache.k, cache.v, cache.end)
-        x, cache_kv = self._run_layers(x, positions_BT, mask_BTS, cache_kv)
+        x, cache_kv = self._run_layers(x, positions_BT, mask_BTS, cache_kv, prefix_kv)
         hidden = self.final_norm(x)
         if cache is not None:
             cache = cache.replace(k=cache_kv[0], v=cache_kv[1], mask=key_valid_BS,
                                   end=cache.end + t)
         return hidden, cache
 
-    def _run_layers(self, x, positions, mask, cache_kv):
+    def _run_layers(self, x, positions, mask, cache_kv, prefix_kv=None):
         cfg = self.config
 
         def apply(graphdef, state, x, layer, cache_kv):
-            return nnx.merge(graphdef, state)(x, positions, mask, layer, cache_kv)
+            return nnx.merge(graphdef, state)(x, positions, mask, layer, cache_kv, prefix_kv)
 
         if cfg.remat == "full":
             apply = jax.checkpoint(apply, static_argnums=(0,))

@@ -3,9 +3,12 @@
 A pure function of (graphdef, params state, arrays, method, static plan); the
 `Sampler` jits it once per static plan and shape bucket.
 
-Rows are prompt-major: row r = prompt r // k, sample r % k. With prefix sharing
-the B prompts are prefilled once and their cache rows repeated k times; without
-it the prompts are repeated first and all B*k rows prefilled (the baseline).
+Rows are prompt-major: row r = prompt r // k, sample r % k. Prefix modes:
+  "shared"   prompts prefilled once into a read-only prefix cache [B rows] that
+             all k continuations attend to (two-cache attention, see
+             models/transformer.py); each row's new tokens go to its own cache.
+  "repeat"   prompts prefilled once, then the cache rows copied k times.
+  "unshared" prompts repeated k times and all B*k rows prefilled (baseline).
 
 Per-row randomness: key(seed) → fold_in(prompt id) → fold_in(sample index) →
 fold_in(step), so a row's tokens do not depend on what else is in the batch.
@@ -34,7 +37,7 @@ class Plan:
     cache_length: int
     stop_ids: tuple[int, ...]
     pad_id: int
-    share_prefix: bool
+    prefix: str  # "shared" | "repeat" | "unshared"
     return_logprobs: bool
     cache_dtype: str
     verdict: verdict_lib.Verdict | None = None
@@ -95,17 +98,25 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     model = nnx.merge(graphdef, params)
     k, n = plan.num_samples, plan.max_new_tokens
     keys_R = _row_keys(seed, prompt_ids_B, k)
-    if not plan.share_prefix:
+    cache_dtype = jnp.dtype(plan.cache_dtype)
+    if plan.prefix == "unshared":
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
-    cache = KVCache.zeros(model.config, tokens_BP.shape[0], plan.cache_length,
-                          dtype=jnp.dtype(plan.cache_dtype))
+    prompt_len = tokens_BP.shape[1]
+    prefill_len = prompt_len if plan.prefix == "shared" else plan.cache_length
+    cache = KVCache.zeros(model.config, tokens_BP.shape[0], prefill_len, dtype=cache_dtype)
     hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
                                         cache=_constrain_cache(cache))
     logits_RV = model.logits(hidden[:, -1:])[:, 0]  # only the last position is needed
-    if plan.share_prefix:
-        cache = _constrain_cache(cache.repeat(k))
+    prefix = None
+    if plan.prefix != "unshared":
         logits_RV = jnp.repeat(logits_RV, k, axis=0)
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
+    if plan.prefix == "repeat":
+        cache = _constrain_cache(cache.repeat(k))
+    elif plan.prefix == "shared":
+        prefix = cache
+        cache = _constrain_cache(KVCache.zeros(model.config, logits_RV.shape[0],
+                                               plan.cache_length - prompt_len, cache_dtype))
     rows = logits_RV.shape[0]
     state = DecodeState(
         step=jnp.int32(0), last_token_R=jnp.zeros((rows,), jnp.int32),
@@ -117,12 +128,12 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     state = _pick(plan, method, keys_R, logits_RV, state)
 
     def cond(s: DecodeState) -> jax.Array:
-        return (s.step + 1 < n) & ~jnp.all(s.done_R) & (s.cache.end < plan.cache_length)
+        return (s.step + 1 < n) & ~jnp.all(s.done_R) & (s.cache.end < s.cache.length)
 
     def body(s: DecodeState) -> DecodeState:
-        positions = s.cache.num_tokens()[:, None]
-        hidden, cache = model.hidden_states(s.last_token_R[:, None], positions_BT=positions,
-                                            cache=s.cache)
+        # Default positions: real tokens so far (prefix + own cache) per row.
+        hidden, cache = model.hidden_states(s.last_token_R[:, None], cache=s.cache,
+                                            prefix=prefix)
         logits_RV = model.logits(hidden)[:, 0]
         return _pick(plan, method, keys_R, logits_RV,
                      s.replace(step=s.step + 1, cache=_constrain_cache(cache)))

@@ -136,7 +136,7 @@ class Sampler:
                  num_samples: int = 1, seed: int = 0,
                  stop_tokens: Sequence[int] | None = None, return_logprobs: bool = True,
                  prompt_ids: Sequence[int] | None = None, verdict: Verdict | None = None,
-                 share_prefix: bool = True, params: nnx.State | None = None) -> SampleOutput:
+                 prefix: str = "shared", params: nnx.State | None = None) -> SampleOutput:
         """Samples `num_samples` continuations of every prompt.
 
         prompts: strings (tokenized with the tokenizer, BOS as it adds it) or id lists.
@@ -144,13 +144,16 @@ class Sampler:
         stop_tokens: None = the tokenizer's (else the config's) EOS ids; () = none.
         prompt_ids: per-prompt ids for the random keys (default 0..B-1); give a
           prompt the same id and seed to get the same samples in any batch.
-        share_prefix: prefill each prompt once for its k samples (False prefills
-          every row: the baseline the benchmark compares against).
+        prefix: "shared" (default) prefills each prompt once and its k samples
+          attend to that one copy; "repeat" copies the prompt cache k times;
+          "unshared" prefills all rows (the baselines of the benchmark).
         params: a state with the model's structure (e.g. updated weights);
           reuses the compiled function.
         """
         if max_new_tokens < 1 or num_samples < 1:
             raise ValueError("max_new_tokens and num_samples must be >= 1")
+        if prefix not in ("shared", "repeat", "unshared"):
+            raise ValueError(f"prefix: expected 'shared', 'repeat' or 'unshared', got {prefix!r}")
         method = method or make_method(temperature, top_k, top_p)
         stop = self.default_stop_tokens() if stop_tokens is None else tuple(stop_tokens)
         ids = tokenize(prompts, self.tokenizer, add_special_tokens=True)
@@ -158,7 +161,7 @@ class Sampler:
         cache_length = self.cache_length or tokens.shape[1] + max_new_tokens
         plan = decode.Plan(num_samples=num_samples, max_new_tokens=max_new_tokens,
                            cache_length=cache_length, stop_ids=tuple(int(t) for t in stop),
-                           pad_id=self.pad_id, share_prefix=share_prefix,
+                           pad_id=self.pad_id, prefix=prefix,
                            return_logprobs=return_logprobs, cache_dtype=self.cache_dtype,
                            verdict=verdict)
         pids = np.arange(num) if prompt_ids is None else np.asarray(prompt_ids)

@@ -15,15 +15,16 @@ KW = dict(max_new_tokens=8, temperature=1.0, top_k=20, top_p=0.9, num_samples=3,
 
 
 def test_prefix_sharing_gives_the_unshared_tokens(sampler):
-    shared = sampler.generate(PROMPTS, share_prefix=True, seed=7, **KW)
-    unshared = sampler.generate(PROMPTS, share_prefix=False, seed=7, **KW)
-    np.testing.assert_array_equal(shared.tokens, unshared.tokens)
-    np.testing.assert_allclose(shared.logprobs, unshared.logprobs, atol=1e-5)
+    shared = sampler.generate(PROMPTS, prefix="shared", seed=7, **KW)
+    for baseline in ("unshared", "repeat"):
+        other = sampler.generate(PROMPTS, prefix=baseline, seed=7, **KW)
+        np.testing.assert_array_equal(shared.tokens, other.tokens)
+        np.testing.assert_allclose(shared.logprobs, other.logprobs, atol=1e-5)
     assert shared.prompt_index.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert shared.sample_index.tolist() == [0, 1, 2] * 3
     # The k samples of a prompt differ (different keys), and seeds matter.
     assert len({tuple(r) for r in shared.tokens[:3]}) > 1
-    other = sampler.generate(PROMPTS, share_prefix=True, seed=8, **KW)
+    other = sampler.generate(PROMPTS, seed=8, **KW)
     assert not np.array_equal(other.tokens, shared.tokens)
 
 

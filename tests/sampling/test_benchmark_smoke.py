@@ -1,0 +1,19 @@
+"""`python -m gramr2_jax.benchmarks.sampling --quick` runs end to end (no timing checks)."""
+
+import pytest
+
+pytestmark = pytest.mark.hf
+pytest.importorskip("torch")
+
+
+def test_quick_benchmark_reports_every_measurement(tmp_path):
+    from gramr2_jax.benchmarks import sampling
+
+    report = sampling.main(["--quick", "--out", str(tmp_path / "bench.json")])
+    assert (tmp_path / "bench.json").exists()
+    assert report["matmul_peak_gflops"] > 0
+    assert [row["batch"] for row in report["throughput"]] == [1, 4]
+    for row in report["throughput"]:
+        assert row["ours_tokens_per_s"] > 0 and row["hf_tokens_per_s"] > 0
+        assert row["fraction_of_matmul_peak"] > 0
+    assert report["prefix_sharing"]["speedup"] > 0
