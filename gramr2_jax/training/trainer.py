@@ -34,7 +34,7 @@ from gramr2_jax.training.config import TrainConfig
 from gramr2_jax.training.losses import Objective
 from gramr2_jax.training.metrics_writer import MetricsWriter
 from gramr2_jax.training.reward_model import RewardModel
-from gramr2_jax.training.train_state import TrainState, create_train_state
+from gramr2_jax.training.train_state import create_train_state
 from gramr2_jax.training.train_step import batch_spec, make_train_step
 
 log = logging.getLogger(__name__)

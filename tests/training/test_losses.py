@@ -5,15 +5,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from flax import nnx
 
 from gramr2_jax.data.batching import collate
+from gramr2_jax.sharding import make_mesh
 from gramr2_jax.training import losses
 from gramr2_jax.training.losses import Objective
 from gramr2_jax.training.reward_model import RewardModel
 from gramr2_jax.training.train_state import create_train_state
 from gramr2_jax.training.train_step import make_train_step
-from gramr2_jax.sharding import make_mesh
-from flax import nnx
 from tests.training import tiny
 
 
