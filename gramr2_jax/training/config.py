@@ -77,7 +77,8 @@ class TrainConfig:
         if self.remat not in ("none", "full"):
             errors.append(f"remat: expected 'none' or 'full', got {self.remat!r}")
         if len(self.mesh_shape) != 3:
-            errors.append(f"mesh_shape: expected 3 sizes (data, fsdp, tensor), got {self.mesh_shape}")
+            errors.append("mesh_shape: expected 3 sizes (data, fsdp, tensor), "
+                          f"got {self.mesh_shape}")
         if errors:
             raise ValueError("invalid train config: " + "; ".join(errors))
 

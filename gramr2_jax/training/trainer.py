@@ -149,7 +149,8 @@ class Trainer:
             writer.close()
             self.checkpointer.close()
         export_dir = self.export() if cfg.export else None
-        return TrainResult(model=self.model, step=step, start_step=start, last_metrics=last, export_dir=export_dir)
+        return TrainResult(model=self.model, step=step, start_step=start, last_metrics=last,
+                           export_dir=export_dir)
 
     def _one_step(self, local_batch, step: int, writer: MetricsWriter,
                   train_source) -> dict[str, float]:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from gramr2_jax.training.metrics_writer import read_metrics
+from tests.training import run_tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
@@ -48,8 +49,8 @@ def _losses(workdir) -> list[float]:
 
 
 def test_sigkill_midway_then_rerun_matches_uninterrupted_run(tmp_path):
-    args = ("--steps", "10", "--checkpoint_every", "2", "--delay_s", "0.3")
-    _run(tmp_path / "full", *args)
+    run_tiny.run(str(tmp_path / "full"), steps=10, checkpoint_every=2)  # uninterrupted, here
+    args = ("--steps", "10", "--checkpoint_every", "2", "--delay_s", "0.15")
 
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_command(killed, *args), cwd=REPO, env=_env(1),
@@ -83,9 +84,9 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted_run(tmp_path):
 
 
 def test_eight_devices_match_one_device(tmp_path):
-    args = ("--steps", "4", "--checkpoint_every", "100")
-    _run(tmp_path / "one", *args, devices=1)
-    _run(tmp_path / "eight", *args, "--mesh", "2,2,2", devices=8)
+    run_tiny.run(str(tmp_path / "one"), steps=4, checkpoint_every=100)  # here: 1 device
+    _run(tmp_path / "eight", "--steps", "4", "--checkpoint_every", "100", "--mesh", "2,2,2",
+         devices=8)
     np.testing.assert_allclose(_losses(tmp_path / "eight"), _losses(tmp_path / "one"),
                                rtol=1e-5)
 
@@ -95,7 +96,7 @@ def test_eight_devices_match_one_device(tmp_path):
 def test_two_processes_match_one_process(tmp_path):
     portpicker = pytest.importorskip("portpicker")
     args = ("--steps", "4", "--checkpoint_every", "2")
-    _run(tmp_path / "one", *args, devices=1)
+    run_tiny.run(str(tmp_path / "one"), steps=4, checkpoint_every=2)  # here: 1 device
 
     port = portpicker.pick_unused_port()
     shared = tmp_path / "two"

@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pytest
 from flax import nnx
 
 from gramr2_jax.data.batching import collate
@@ -35,19 +34,22 @@ def _batches():
                                                     8, (32,)).items()} for i in (0, 8)]
 
 
-@pytest.mark.parametrize("num_micro", [2, 4])
-def test_grad_accumulation_matches_large_batch(num_micro):
-    results = {}
-    for k in (1, num_micro):
-        state, step_fn = _setup(k)
-        losses = []
-        for batch in _batches():
-            state, metrics = step_fn(state, batch)
-            losses.append(float(metrics["loss"]))
-        results[k] = (losses, jax.device_get(state.params))
-    np.testing.assert_allclose(results[1][0], results[num_micro][0], rtol=1e-5)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
-                 results[1][1], results[num_micro][1])
+def _train_two_steps(num_micro: int):
+    state, step_fn = _setup(num_micro)
+    losses = []
+    for batch in _batches():
+        state, metrics = step_fn(state, batch)
+        losses.append(float(metrics["loss"]))
+    return losses, jax.device_get(state.params)
+
+
+def test_grad_accumulation_matches_large_batch():
+    losses, params = _train_two_steps(1)
+    for num_micro in (2, 4):
+        micro_losses, micro_params = _train_two_steps(num_micro)
+        np.testing.assert_allclose(micro_losses, losses, rtol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                     micro_params, params)
 
 
 def test_non_finite_step_leaves_state_unchanged():
