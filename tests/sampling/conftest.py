@@ -14,8 +14,8 @@ TINY = ModelConfig(family="llama", vocab_size=97, hidden_size=32, num_layers=2, 
                    max_position_embeddings=256, bos_token_id=1, eos_token_id=2)
 
 
-def tiny_model(seed: int = 0) -> Transformer:
-    model = Transformer(TINY, rngs=nnx.Rngs(seed))
+def tiny_model(seed: int = 0, config: ModelConfig = TINY) -> Transformer:
+    model = Transformer(config, rngs=nnx.Rngs(seed))
     # Larger weights than the 0.02 init, so distributions are far from uniform
     # and a wrong cache/position shows up as different tokens.
     state = nnx.state(model, nnx.Param)

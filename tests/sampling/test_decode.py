@@ -2,11 +2,13 @@
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from gramr2_jax.models import KVCache
 from gramr2_jax.sampling import left_pad
-from tests.sampling.conftest import PROMPTS, full_forward_logits, full_forward_logprobs
+from tests.sampling.conftest import (PROMPTS, TINY, full_forward_logits, full_forward_logprobs,
+                                    tiny_model)
 
 
 def test_cached_decode_logits_equal_full_forward(model):
@@ -31,6 +33,33 @@ def test_cached_decode_logits_equal_full_forward(model):
         for i, cached in enumerate(step_logits):
             position = len(PROMPTS[row]) - 1 + i
             np.testing.assert_allclose(cached[row], full[position], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("window", [None, 4], ids=["full", "sliding4"])
+def test_shared_prefix_attention_equals_full_forward(window):
+    """Rows attending to one shared prompt cache (two-cache path) vs full passes."""
+    model = tiny_model(config=TINY.replace(sliding_window=window))
+    prompts, rows_per_prompt, steps = [PROMPTS[2], PROMPTS[1]], 3, 5
+    tokens, mask = left_pad(prompts, 8, pad_id=0)
+    prefix = KVCache.zeros(model.config, len(prompts), 8)
+    _, prefix = nnx.jit(lambda m, t, k, c: m(t, input_mask_BT=k, cache=c))(
+        model, jnp.asarray(tokens), jnp.asarray(mask), prefix)
+    rows = len(prompts) * rows_per_prompt
+    own = KVCache.zeros(model.config, rows, steps)
+    step_fn = nnx.jit(lambda m, t, c, p: m(t, cache=c, prefix=p))
+    seqs = [list(prompts[r // rows_per_prompt]) for r in range(rows)]
+    rng = np.random.default_rng(1)
+    step_logits = []
+    for _ in range(steps):
+        next_tokens = rng.integers(3, model.config.vocab_size, rows)
+        for seq, t in zip(seqs, next_tokens):
+            seq.append(int(t))
+        logits, own = step_fn(model, jnp.asarray(next_tokens[:, None], jnp.int32), own, prefix)
+        step_logits.append(logits[:, 0])
+    for row, full in enumerate(full_forward_logits(model, seqs)):
+        start = len(prompts[row // rows_per_prompt])
+        for i, cached in enumerate(step_logits):
+            np.testing.assert_allclose(cached[row], full[start + i], atol=1e-4, rtol=0)
 
 
 def test_generated_logprobs_equal_full_forward(model, sampler):

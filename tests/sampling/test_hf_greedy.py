@@ -1,6 +1,5 @@
 """Greedy decoding equals transformers' greedy `generate`, token for token."""
 
-import jax
 import numpy as np
 import pytest
 
