@@ -46,7 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     async_checkpoints: bool = True
-    log_every: int = 1
+    log_every: int = 1  # write that step's metrics every N steps (and at the last step)
     eval_every: int = 0  # 0: no eval during training
     export: bool = True  # write <workdir>/export as an HF model directory at the end
     progress_bar: bool = True

@@ -193,7 +193,11 @@ class Trainer:
 def train(config: Any, model_or_dir: nnx.Module | str | os.PathLike, train_source,
           workdir: str | os.PathLike, *, mesh: jax.sharding.Mesh | None = None,
           tokenizer: Any = None, eval_fn: EvalFn | None = None) -> TrainResult:
-    """Trains (or resumes training) in `workdir`; see the module docstring."""
+    """Trains (or resumes training) in `workdir`; see the module docstring.
+
+    A model passed in is consumed: its arrays become the train state, which each step
+    donates. Use `TrainResult.model` afterwards.
+    """
     trainer = Trainer(config, model_or_dir, workdir, mesh=mesh, tokenizer=tokenizer,
                       eval_fn=eval_fn)
     return trainer.run(train_source)
