@@ -30,12 +30,16 @@ def get_config(arg=None):
         source="synthetic",
         seed=0,  # the data stays fixed across run seeds, so seeds measure training spread
         categories=["arithmetic", "constraint", "safety", "logic"],
-        num_seed=64, num_unlabelled=1536, num_test=200,
+        num_seed=128, num_unlabelled=1536, num_test=200,
         train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000,
         # Share of pretraining texts that are full judgments. 0: stage 0 sees only
         # questions with response pairs (GRAM's unlabelled pretraining), so every
         # label the judge learns from comes from the seed set or self-training.
-        pretrain_judgment_share=0.0)
+        pretrain_judgment_share=0.0,
+        # Share of pretraining texts that state domain knowledge with no preference in
+        # them (the fact behind a question; what one response does): what a pretrained
+        # LLM would know before being taught to judge.
+        pretrain_knowledge_share=0.5)
     c.model = dict(preset="tiny", hf_path="", dtype="float32", param_dtype="float32",
                    remat="none", scan_layers=False)
     c.mesh = dict(shape=(-1, 1, 1))
@@ -45,15 +49,15 @@ def get_config(arg=None):
     c.stage0 = dict(vocab_size=512, max_len=256, batch_size=32, epochs=1.0,
                     train=dict(learning_rate=3e-3, warmup_steps=20, weight_decay=0.01,
                                checkpoint_every=50))
-    c.judge = dict(template="compact", max_prompt_len=192, max_len=320, max_new_tokens=96,
+    c.judge = dict(template="compact", max_prompt_len=192, max_len=384, max_new_tokens=160,
                    batch_size=64)
     # Stage 1: seed SFT on the labelled seed set with rule-written rationales.
-    c.stage1 = dict(batch_size=16, epochs=12.0,
+    c.stage1 = dict(batch_size=16, epochs=20.0, min_steps=160,
                     train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01,
                                checkpoint_every=50))
     # Stage 2: self-training rounds.
     c.selftrain = dict(
-        num_rounds=3, num_samples=2, swap=True, temperature=1.0, shard_size=64,
+        num_rounds=3, num_samples=2, swap=True, temperature=0.75, shard_size=64,
         pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
         merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
         retrain_from="base",  # "base" (stage-0 LM) or "previous" (last round's judge)
@@ -63,7 +67,7 @@ def get_config(arg=None):
         curriculum_enabled=True,
         curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
                         start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
-        batch_size=16, epochs=4.0,
+        batch_size=16, epochs=4.0, min_steps=160,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
 
@@ -71,8 +75,9 @@ def get_config(arg=None):
     if arg.smoke:
         c.data.update(num_seed=16, num_unlabelled=32, num_test=8, num_pretrain=300)
         c.stage0.update(vocab_size=384, epochs=1.0)
-        c.stage1.update(epochs=2.0)
-        c.selftrain.update(num_rounds=min(c.selftrain.num_rounds, 2), shard_size=8, epochs=1.0)
+        c.stage1.update(epochs=2.0, min_steps=1)
+        c.selftrain.update(num_rounds=min(c.selftrain.num_rounds, 2), shard_size=8, epochs=1.0,
+                           min_steps=1)
         c.judge.update(max_new_tokens=48)
         for stage in (c.stage0, c.stage1, c.selftrain):  # checkpoints inside every stage
             stage.train.checkpoint_every = 3

@@ -91,9 +91,13 @@ def _make_synthetic(data: ml_collections.ConfigDict, out: pathlib.Path) -> None:
     for name in ("test_id", "test_ood"):
         artifacts.write_jsonl(out / f"{name}.jsonl", synthetic.to_unlabelled(splits[name], data.seed))
     held_out = {synthetic.labelled_key(p) for name in ("test_id", "test_ood") for p in splits[name]}
-    texts = synthetic.pretraining_texts(data.num_pretrain, data.seed, categories=categories,
+    num_knowledge = int(data.num_pretrain * data.pretrain_knowledge_share)
+    texts = synthetic.pretraining_texts(data.num_pretrain - num_knowledge, data.seed,
+                                        categories=categories,
                                         judgment_share=data.pretrain_judgment_share,
                                         exclude=held_out)
+    texts += synthetic.knowledge_texts(num_knowledge, data.seed, categories=categories,
+                                       exclude=held_out)
     artifacts.write_jsonl(out / "pretrain.jsonl", ({"text": t} for t in texts))
     artifacts.mark_done(out, {name: len(rows) for name, rows in splits.items()})
 
@@ -132,7 +136,9 @@ def ensure_tokenizer(config: ml_collections.ConfigDict, workdir: pathlib.Path):
         return load_tokenizer(config.model.hf_path)
     out = workdir / "stage0" / "tokenizer"
     if not artifacts.is_done(out):
-        texts = [r["text"] for r in artifacts.read_jsonl(workdir / "data" / "pretrain.jsonl")]
+        data = workdir / "data"
+        texts = [r["text"] for r in artifacts.read_jsonl(data / "pretrain.jsonl")]
+        texts += [r["target"] for r in artifacts.read_jsonl(data / "seed.jsonl")]
         train_tokenizer(texts, config.stage0.vocab_size, out)
         artifacts.mark_done(out)
     return load_tokenizer(out)

@@ -27,8 +27,10 @@ from gramr2_jax.training import trainer as trainer_lib
 
 def train_config(config: ml_collections.ConfigDict, stage: ml_collections.ConfigDict,
                   num_examples: int, **extra) -> dict[str, Any]:
-    """TrainConfig fields for a stage: epochs → steps, plus the run-wide mesh and numerics."""
-    steps = max(1, int(np.ceil(stage.epochs * num_examples / stage.batch_size)))
+    """TrainConfig fields for a stage: epochs → steps (at least stage.min_steps, so a small
+    training set still gets enough updates), plus the run-wide mesh and numerics."""
+    steps = max(stage.get("min_steps", 1),
+                int(np.ceil(stage.epochs * num_examples / stage.batch_size)))
     out = dict(stage.train.to_dict() if hasattr(stage.train, "to_dict") else stage.train)
     out.update(num_steps=steps, mesh_shape=tuple(config.mesh.shape),
                compute_dtype=config.model.dtype, param_dtype=config.model.param_dtype,

@@ -6,7 +6,7 @@ rationale's claims from the pair's texts alone.
 """
 
 from gramr2_jax.synthetic.domain import CATEGORIES, DIFFICULTIES, generate, parse_task
-from gramr2_jax.synthetic.pretraining import pretraining_texts
+from gramr2_jax.synthetic.pretraining import knowledge_texts, pretraining_texts
 from gramr2_jax.synthetic.rationale import (
     RationaleCheck,
     check_rationale,
@@ -30,6 +30,7 @@ __all__ = [
     "Task",
     "check_rationale",
     "generate",
+    "knowledge_texts",
     "labelled_key",
     "make_split",
     "make_splits",

@@ -46,3 +46,29 @@ def pretraining_texts(
                 )
             )
     return texts
+
+
+def knowledge_texts(
+    n: int,
+    seed: int | str,
+    *,
+    categories: Sequence[str] = tuple(domain.CATEGORIES),
+    difficulties: Sequence[int] = domain.DIFFICULTIES,
+    exclude: Collection[PairKey] = (),
+) -> list[str]:
+    """n texts of domain knowledge with no preference in them, standing in for what a
+    pretrained LLM knows before it is taught to judge: the fact behind a question
+    ("Fact: 14 + 15 = 29.") and what a single response does ("The response answers 29.").
+    Which of two responses is better is never stated."""
+    rng = random.Random(f"knowledge:{seed}")
+    texts: list[str] = []
+    while len(texts) < n:
+        category = categories[len(texts) % len(categories)]
+        prompt, chosen, rejected = domain.generate(category, rng.choice(difficulties), rng)
+        if pair_key(prompt, chosen, rejected) in exclude:
+            continue
+        task = domain.parse_task(prompt)
+        response = chosen if rng.random() < 0.5 else rejected
+        texts.append(f"[User Question]\n{prompt}\n\nFact: {task.fact()}.\n\n"
+                     f"[Response]\n{response}\n\nThe response {task.describe(response)}.")
+    return texts

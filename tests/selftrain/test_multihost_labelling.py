@@ -11,7 +11,7 @@ from gramr2_jax import synthetic
 from gramr2_jax.selftrain import artifacts
 from tests.conftest import REPO
 
-pytestmark = pytest.mark.multihost
+pytestmark = [pytest.mark.multihost, pytest.mark.slow]  # ~1-4 min: three JAX processes
 
 
 def _cmd(judge_dir, pool, labels, out, **kw):
