@@ -30,13 +30,13 @@ def get_config(arg=None):
     c.experiment = "rlhf"
     del c["adaptation"]
     c.rlhf = dict(
-        pipeline_dir="", num_train_prompts=64, num_eval_prompts=96, best_of_n=4,
+        pipeline_dir="", num_train_prompts=64, num_eval_prompts=64, best_of_n=4,
         # SFT so the base LM answers in the policy format; half the pairs teach their wrong
         # response, so the start policy is a right/wrong mix that RL can improve on.
         sft=dict(num_examples=512, rejected_share=0.5, batch_size=16, epochs=2.0,
                  train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01,
                             checkpoint_every=50)),
-        grpo=dict(num_updates=32, prompts_per_update=16, group_size=4, max_new_tokens=48,
+        grpo=dict(num_updates=24, prompts_per_update=16, group_size=4, max_new_tokens=48,
                   temperature=1.0, ppo_epochs=2, learning_rate=1e-4, weight_decay=0.0,
                   max_grad_norm=1.0, clip_eps=0.2, kl_coef=0.04))
     if arg.smoke:
