@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from flax import nnx
-from jax.sharding import NamedSharding, PartitionSpec as P
+from jax.sharding import PartitionSpec as P
 
 from gramr2_jax import sharding as sharding_lib
 from gramr2_jax.training.losses import Objective
@@ -91,12 +91,8 @@ def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch, *,
     return new_state, metrics
 
 
-def batch_shardings(batch: Batch, mesh: jax.sharding.Mesh, rules=None) -> dict[str, NamedSharding]:
-    """Leading (batch) dimension over the data-parallel mesh axes, the rest replicated."""
-    return {k: NamedSharding(mesh, batch_spec(v.shape[0], mesh, rules)) for k, v in batch.items()}
-
-
 def batch_spec(global_batch_size: int, mesh: jax.sharding.Mesh, rules=None) -> P:
+    """Leading (batch) dimension over the data-parallel mesh axes, the rest replicated."""
     return sharding_lib.logical_to_spec(BATCH_AXES, (global_batch_size,), dict(mesh.shape), rules)
 
 
@@ -106,7 +102,7 @@ def make_train_step(graphdef: nnx.GraphDef, shardings: TrainState, mesh: jax.sha
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Any]]]:
     """`step(state, batch) → (state, metrics)`; the input state is donated.
 
-    The batch must be global jax.Arrays with the `batch_shardings` layout (see
+    The batch must be global jax.Arrays laid out by `batch_spec` (see
     distributed.host_local_to_global); its sharding is taken from the arrays.
     """
     fn = functools.partial(train_step, graphdef, objective=objective, tx=tx,
