@@ -30,7 +30,7 @@ def get_config(arg=None):
         source="synthetic",
         seed=0,  # the data stays fixed across run seeds, so seeds measure training spread
         categories=["arithmetic", "constraint", "safety", "logic"],
-        num_seed=128, num_unlabelled=1536, num_test=200,
+        num_seed=256, num_unlabelled=1536, num_test=200,
         train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000,
         # Share of pretraining texts that are full judgments. 0: stage 0 sees only
         # questions with response pairs (GRAM's unlabelled pretraining), so every
@@ -46,11 +46,11 @@ def get_config(arg=None):
     c.sharding = dict(rules=None)
 
     # Stage 0: tokenizer + base LM pretrained on domain text (ignored when model.hf_path is set).
-    c.stage0 = dict(vocab_size=512, max_len=256, batch_size=32, epochs=1.0,
+    c.stage0 = dict(vocab_size=512, max_len=256, batch_size=32, epochs=4.0,
                     train=dict(learning_rate=3e-3, warmup_steps=20, weight_decay=0.01,
                                checkpoint_every=50))
     c.judge = dict(template="compact", max_prompt_len=192, max_len=384, max_new_tokens=160,
-                   batch_size=64)
+                   batch_size=64, swap_augment=False)
     # Stage 1: seed SFT on the labelled seed set with rule-written rationales.
     c.stage1 = dict(batch_size=16, epochs=20.0, min_steps=160,
                     train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01,
@@ -60,14 +60,14 @@ def get_config(arg=None):
         num_rounds=3, num_samples=2, swap=True, temperature=0.75, shard_size=64,
         pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
         merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
-        retrain_from="base",  # "base" (stage-0 LM) or "previous" (last round's judge)
+        retrain_from="previous",  # "previous" (last round's judge) or "base" (stage-0 LM)
         rationale_source="self",  # "self" (best agreeing own sample) or "prover" (π_ψ proofs)
         num_proofs=4,  # prover: candidate proofs per kept pair
         label_only=False, filters_enabled=True,
         curriculum_enabled=True,
         curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
                         start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
-        batch_size=16, epochs=4.0, min_steps=160,
+        batch_size=16, epochs=4.0, min_steps=100,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
 

@@ -51,7 +51,8 @@ def get_config(arg=None):
                  weight_decay=c.train.weight_decay, max_grad_norm=c.train.grad_clip,
                  grad_accum_steps=accum, checkpoint_every=200)
     c.judge = dict(template="gram_r2", max_prompt_len=c.label.prompt_len, max_len=c.train.seq_len,
-                   max_new_tokens=c.label.max_new_tokens, batch_size=c.label.batch_size)
+                   max_new_tokens=c.label.max_new_tokens, batch_size=c.label.batch_size,
+                   swap_augment=True)
     c.stage1 = dict(batch_size=batch, epochs=2.0, train=train)
     c.selftrain = dict(
         num_rounds=3, num_samples=c.label.num_samples, swap=True,

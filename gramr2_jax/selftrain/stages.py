@@ -19,7 +19,7 @@ from gramr2_jax import config_lib
 from gramr2_jax.data import judge_format
 from gramr2_jax.data.batching import sft_encoder
 from gramr2_jax.data.loader import Loader
-from gramr2_jax.data.prompts import JudgePromptBuilder
+from gramr2_jax.data.prompts import JudgePromptBuilder, swap_response_names
 from gramr2_jax.data.schema import JudgeExample
 from gramr2_jax.models import Transformer
 from gramr2_jax.selftrain import artifacts
@@ -105,14 +105,27 @@ def to_judge_example(row: dict[str, Any]) -> JudgeExample:
                         id=row.get("id"))
 
 
+def swapped(row: dict[str, Any]) -> dict[str, Any]:
+    """The same judgment with the responses presented in the other order."""
+    other = judge_format.VERDICTS[1 - judge_format.VERDICTS.index(row["verdict"])]
+    return dict(row, response_a=row["response_b"], response_b=row["response_a"], verdict=other,
+                rationale=swap_response_names(row.get("rationale") or ""))
+
+
 def train_judge(config: ml_collections.ConfigDict, stage: ml_collections.ConfigDict,
                 base_dir: pathlib.Path, rows: list[dict[str, Any]], out_dir: pathlib.Path,
                 tokenizer, *, loss: str = "sft") -> pathlib.Path:
-    """SFT (rationale + verdict) or GRAM-v1 verdict-token training of a judge on rows."""
+    """SFT (rationale + verdict) or GRAM-v1 verdict-token training of a judge on rows.
+
+    With judge.swap_augment every row is also trained in the swapped order (JudgeLM's
+    swap augmentation): the same content with the other label, so position alone
+    cannot fit the data."""
     builder = judge_builder(config, tokenizer)
     extra = {"loss": loss}
     if loss == "verdict":
         extra["verdict_token_ids"] = tuple(builder.verdict_ids)
+    if config.judge.swap_augment:
+        rows = [r for row in rows for r in (row, swapped(row))]
     examples = [to_judge_example(r) for r in rows]
     return run_training(
         train_config(config, stage, len(examples), **extra), base_dir, examples,
