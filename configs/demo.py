@@ -4,7 +4,8 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
     python -m gramr2_jax.main --config=configs/demo.py:smoke --workdir=/tmp/smoke
     python launch/sweep.py --config=configs/demo.py --workdir=runs/ablations --seeds=0,1,2
 
-arg keys: smoke (shrinks everything for tests), seed, variant — one of VARIANTS:
+arg keys: smoke (shrinks everything for tests), seed, sweep (variants for get_sweep, a+b),
+variant — one of VARIANTS:
   full           the pipeline: seed SFT, then rounds of label → filter → retrain
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
@@ -21,7 +22,7 @@ VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", 
 
 
 def get_config(arg=None):
-    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full")
+    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full", sweep="")
     c = config_lib.ml_collections.ConfigDict()
     c.seed = arg.seed
     c.variant = arg.variant
@@ -30,7 +31,7 @@ def get_config(arg=None):
         source="synthetic",
         seed=0,  # the data stays fixed across run seeds, so seeds measure training spread
         categories=["arithmetic", "constraint", "safety", "logic"],
-        num_seed=256, num_unlabelled=1536, num_test=200,
+        num_seed=256, num_unlabelled=6000, num_test=200,
         train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000,
         # Share of pretraining texts that are full judgments. 0: stage 0 sees only
         # questions with response pairs (GRAM's unlabelled pretraining), so every
@@ -66,7 +67,7 @@ def get_config(arg=None):
         label_only=False, filters_enabled=True,
         curriculum_enabled=True,
         curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
-                        start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
+                        start=dict(kappa=1.0, tau=0.9), end=dict(kappa=1.0, tau=0.8)),
         batch_size=16, epochs=4.0, min_steps=100,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
@@ -105,5 +106,11 @@ def _apply_variant(c, variant):
 
 
 def get_sweep(arg=None):
-    """The ablation table: every variant (crossed with --seeds by launch/sweep.py)."""
-    return [{"variant": v, **_VARIANT_OVERRIDES[v]} for v in VARIANTS]
+    """The ablation table: every variant, or those in arg sweep=a+b (crossed with --seeds
+    by launch/sweep.py)."""
+    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full", sweep="")
+    variants = arg.sweep.split("+") if arg.sweep else VARIANTS
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"config arg: sweep: {v!r} is not one of {VARIANTS}")
+    return [{"variant": v, **_VARIANT_OVERRIDES[v]} for v in variants]

@@ -29,9 +29,10 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(tmp_path):
     expected = json.loads((tmp_path / "straight" / "final_metrics.json").read_text())
 
     resumed = tmp_path / "resumed"
-    # stage-0 pretraining (after its first checkpoint), labelling of round 1 (after its
-    # first shard), then a round's retraining; each run continues where the last died.
-    for kill_at in ("train_example:200", "label_shard:1", "train_example:40"):
+    # Stage-0 pretraining mid-run (window 2 of its data, after the step-3 checkpoint),
+    # round-1 labelling after its first of two shards, then round 2's retraining (the
+    # smoke rounds encode 16 examples each); each run continues where the last died.
+    for kill_at in ("train_example:200", "label_shard:1", "train_example:20"):
         out = _run(resumed, kill_at)
         assert out.returncode == -signal.SIGKILL, (kill_at, out.stderr[-3000:])
     final = _run(resumed)
