@@ -10,23 +10,15 @@ The pipeline sections are configs/demo.py's, with data.categories minus held_out
 labelled seed set and a smaller pool/evaluation so the run fits a shared 2-core CPU.
 """
 
-import importlib.util
 import pathlib
 
 from gramr2_jax import config_lib
 
 
-def _demo_config(arg: str):
-    path = pathlib.Path(__file__).with_name("demo.py")
-    spec = importlib.util.spec_from_file_location("demo_config", path)
-    demo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(demo)
-    return demo.get_config(arg)
-
-
 def get_config(arg=None):
     arg = config_lib.parse_arg(arg, smoke=False, seed=0, held_out="logic")
-    c = _demo_config(f"smoke={arg.smoke},seed={arg.seed}")
+    c = config_lib.load_config_file(pathlib.Path(__file__).with_name("demo.py"),
+                                    f"smoke={arg.smoke},seed={arg.seed}")
     c.experiment = "adaptation"
     c.data.categories = [x for x in c.data.categories if x != arg.held_out]
     # Pinned: a judgment (rationale + verdict) takes up to ~160 tokens with the demo tokenizer.

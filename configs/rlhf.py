@@ -10,23 +10,15 @@ are reused, not retrained); empty = run the pipeline in <workdir>/pipeline. Prom
 from the judge's categories (data.categories).
 """
 
-import importlib.util
 import pathlib
-
-
-def _adaptation_config(arg: str):
-    path = pathlib.Path(__file__).with_name("adaptation.py")
-    spec = importlib.util.spec_from_file_location("adaptation_config", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def get_config(arg=None):
     from gramr2_jax import config_lib
 
     arg = config_lib.parse_arg(arg, smoke=False, seed=0)
-    c = _adaptation_config(f"smoke={arg.smoke},seed={arg.seed}")
+    c = config_lib.load_config_file(pathlib.Path(__file__).with_name("adaptation.py"),
+                                    f"smoke={arg.smoke},seed={arg.seed}")
     c.experiment = "rlhf"
     del c["adaptation"]
     c.rlhf = dict(

@@ -8,6 +8,9 @@ with messages that name the field.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import pathlib
 from typing import Any
 
 import ml_collections
@@ -45,6 +48,14 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         else:
             out[key] = value
     return ml_collections.ConfigDict(out)
+
+
+def load_config_file(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:
+    """get_config(arg) of a config file, for configs built on other configs."""
+    spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem + "_config", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
 
 
 def slice_chips(accelerator_type: str) -> tuple[str, int]:

@@ -251,7 +251,7 @@ def sft_policy(config: ml_collections.ConfigDict, base_dir: pathlib.Path, pairs:
 
     return stages.run_training(stages.train_config(config, sft, len(rows)), base_dir, rows,
                                encode, out_dir, tokenizer=tokenizer, batch_size=sft.batch_size,
-                               seed=config.seed)
+                               seed=config.seed, max_len=config.judge.max_len)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:

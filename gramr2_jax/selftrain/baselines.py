@@ -115,7 +115,7 @@ def run_all(config, workdir: pathlib.Path, base_dir, seed_rows, tokenizer,
             model_dir = stages.run_training(
                 stages.train_config(config, config.stage1, len(pairs), loss="bt"), base_dir,
                 pairs, bt_encoder(pair_builder), run_dir / "train", tokenizer=tokenizer,
-                batch_size=config.stage1.batch_size, seed=config.seed)
+                batch_size=config.stage1.batch_size, seed=config.seed, max_len=config.judge.max_len)
             evaluate = lambda rows: evaluate_bt(model_dir, tokenizer, rows, config.judge.max_len)  # noqa: E731
         else:
             rows = [dict(r, rationale="") for r in seed_rows]

@@ -45,7 +45,7 @@ def train_prover(config, base_dir: pathlib.Path, seed_rows: list[dict[str, Any]]
     return stages.run_training(
         stages.train_config(config, config.stage1, len(examples)), base_dir, examples,
         lambda ex: encoders[ex.verdict](ex), out_dir, tokenizer=tokenizer,
-        batch_size=config.stage1.batch_size, seed=config.seed)
+        batch_size=config.stage1.batch_size, seed=config.seed, max_len=config.judge.max_len)
 
 
 def proof_scores(logp_conditional: np.ndarray, logp_unconditional: np.ndarray) -> np.ndarray:

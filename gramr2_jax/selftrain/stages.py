@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 from typing import Any, Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 from flax import nnx
@@ -40,9 +41,18 @@ def train_config(config: ml_collections.ConfigDict, stage: ml_collections.Config
     return out
 
 
+_BUCKETS = (64, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144, 8192)
+
+
+def length_buckets(max_len: int) -> tuple[int, ...]:
+    """Padded lengths of training batches: a few sizes up to max_len (bounds recompiles)."""
+    return tuple(b for b in _BUCKETS if b < max_len) + (max_len,)
+
+
 def run_training(train_cfg: dict[str, Any], model_or_dir, examples: Sequence[Any],
                  encode: Callable, out_dir: pathlib.Path, *, tokenizer, batch_size: int,
-                 seed: int, judge_settings: dict[str, Any] | None = None) -> pathlib.Path:
+                 seed: int, max_len: int, judge_settings: dict[str, Any] | None = None
+                 ) -> pathlib.Path:
     """Trains in out_dir (resuming if interrupted); returns the exported HF directory."""
     export = out_dir / "export"
     if artifacts.is_done(out_dir):
@@ -51,8 +61,13 @@ def run_training(train_cfg: dict[str, Any], model_or_dir, examples: Sequence[Any
         artifacts.fault_point("train_example")
         return encode(example)
 
-    loader = Loader(examples, encode_example, batch_size=batch_size, seed=seed, window_batches=4,
-                    pad_id=tokenizer.pad_token_id or 0, length_buckets=(64, 128, 192, 256, 384, 512))
+    # batch_size is global: each host loads its own rows of every global batch.
+    hosts = jax.process_count()
+    if batch_size % hosts:
+        raise ValueError(f"batch_size: {batch_size} is not divisible by {hosts} hosts")
+    loader = Loader(examples, encode_example, batch_size=batch_size // hosts, seed=seed,
+                    window_batches=4, process_index=jax.process_index(), process_count=hosts,
+                    pad_id=tokenizer.pad_token_id or 0, length_buckets=length_buckets(max_len))
     result = trainer_lib.train(train_cfg, model_or_dir, loader, out_dir, tokenizer=tokenizer)
     if judge_settings is not None:
         from gramr2_jax.judge import write_judge_config
@@ -83,7 +98,7 @@ def pretrain_base(config: ml_collections.ConfigDict, workdir: pathlib.Path, toke
     return run_training(
         train_config(config, config.stage0, len(texts)), model, texts, encode,
         workdir / "stage0" / "train", tokenizer=tokenizer, batch_size=config.stage0.batch_size,
-        seed=config.seed)
+        seed=config.seed, max_len=max_len)
 
 
 def judge_builder(config: ml_collections.ConfigDict, tokenizer) -> JudgePromptBuilder:
@@ -130,4 +145,5 @@ def train_judge(config: ml_collections.ConfigDict, stage: ml_collections.ConfigD
     return run_training(
         train_config(config, stage, len(examples), **extra), base_dir, examples,
         sft_encoder(builder, config.judge.max_len), out_dir, tokenizer=tokenizer,
-        batch_size=stage.batch_size, seed=config.seed, judge_settings=judge_settings(config))
+        batch_size=stage.batch_size, seed=config.seed, max_len=config.judge.max_len,
+        judge_settings=judge_settings(config))

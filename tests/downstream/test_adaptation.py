@@ -1,23 +1,18 @@
 """Task adaptation: data splits, both arms for every N, resume from DONE markers, and the
 real pipeline end to end at smoke size (slow)."""
 
-import importlib.util
 import json
 import pathlib
 
 import pytest
 
-from gramr2_jax import synthetic
+from gramr2_jax import config_lib, synthetic
 from gramr2_jax.downstream import adaptation
 from tests.conftest import REPO
 
 
 def load_config(arg: str = "smoke"):
-    spec = importlib.util.spec_from_file_location("adaptation_config",
-                                                  REPO / "configs" / "adaptation.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
+    return config_lib.load_config_file(REPO / "configs" / "adaptation.py", arg)
 
 
 def test_config_holds_out_the_category():

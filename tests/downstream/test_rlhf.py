@@ -1,7 +1,6 @@
 """GRPO: advantage and loss math by hand, the update's direction, and a smoke loop on a fake
 reward; the experiment's config builds."""
 
-import importlib.util
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +9,7 @@ import optax
 import pytest
 from flax import nnx
 
+from gramr2_jax import config_lib
 from gramr2_jax.downstream import rlhf
 from gramr2_jax.models import ModelConfig, Transformer
 from gramr2_jax.sampling import Sampler
@@ -137,10 +137,7 @@ def test_grpo_loop_improves_a_fake_reward(tokenizer):
 
 
 def test_rlhf_config_builds():
-    spec = importlib.util.spec_from_file_location("rlhf_config", REPO / "configs" / "rlhf.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config("smoke")
+    config = config_lib.load_config_file(REPO / "configs" / "rlhf.py", "smoke")
     assert config.experiment == "rlhf"
     rlhf.GRPOConfig(**config.rlhf.grpo.to_dict())  # every field is a GRPOConfig field
     assert "logic" not in config.data.categories

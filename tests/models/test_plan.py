@@ -13,12 +13,7 @@ POD = "configs/gram_r2_pod.py"
 
 
 def _config(arg):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("pod", REPO / POD)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_config(arg)
+    return config_lib.load_config_file(REPO / POD, arg)
 
 
 def test_param_bytes_match_hand_computation():
