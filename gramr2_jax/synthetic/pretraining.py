@@ -8,12 +8,27 @@ format), so the tokenizer and the LM also see the rationale vocabulary and tags.
 from __future__ import annotations
 
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from gramr2_jax.data import judge_format
 from gramr2_jax.synthetic import domain
 from gramr2_jax.synthetic.rationale import seed_judgment
 from gramr2_jax.synthetic.splits import PairKey, pair_key
+
+
+def _pairs(rng: random.Random, categories: Sequence[str], difficulties: Sequence[int],
+           exclude: Collection[PairKey], n: int) -> Iterator[tuple[str, str, str]]:
+    """n (prompt, chosen, rejected), categories in turn, none whose pair_key is in exclude.
+
+    Lazy, so callers' own draws from rng interleave in a fixed order."""
+    count = 0
+    while count < n:
+        category = categories[count % len(categories)]
+        prompt, chosen, rejected = domain.generate(category, rng.choice(difficulties), rng)
+        if pair_key(prompt, chosen, rejected) in exclude:
+            continue
+        count += 1
+        yield prompt, chosen, rejected
 
 
 def pretraining_texts(
@@ -31,11 +46,7 @@ def pretraining_texts(
     """
     rng = random.Random(f"pretraining:{seed}")
     texts: list[str] = []
-    while len(texts) < n:
-        category = categories[len(texts) % len(categories)]
-        prompt, chosen, rejected = domain.generate(category, rng.choice(difficulties), rng)
-        if pair_key(prompt, chosen, rejected) in exclude:
-            continue
+    for prompt, chosen, rejected in _pairs(rng, categories, difficulties, exclude, n):
         response_a, response_b = (chosen, rejected) if rng.random() < 0.5 else (rejected, chosen)
         if rng.random() < judgment_share:
             texts.append(seed_judgment(prompt, response_a, response_b))
@@ -62,11 +73,7 @@ def knowledge_texts(
     Which of two responses is better is never stated."""
     rng = random.Random(f"knowledge:{seed}")
     texts: list[str] = []
-    while len(texts) < n:
-        category = categories[len(texts) % len(categories)]
-        prompt, chosen, rejected = domain.generate(category, rng.choice(difficulties), rng)
-        if pair_key(prompt, chosen, rejected) in exclude:
-            continue
+    for prompt, chosen, rejected in _pairs(rng, categories, difficulties, exclude, n):
         task = domain.parse_task(prompt)
         response = chosen if rng.random() < 0.5 else rejected
         texts.append(f"[User Question]\n{prompt}\n\nFact: {task.fact()}.\n\n"
