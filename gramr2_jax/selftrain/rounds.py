@@ -97,6 +97,10 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
                      temperature=st.temperature, seed=config.seed * 1000 + r,
                      shard_size=st.shard_size, process_index=jax.process_index(),
                      process_count=jax.process_count())
+    if jax.process_count() > 1:  # every host's shards are written before anyone merges
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(f"round {r} labels")
     records = label.read_labels(labels_dir, len(pairs), st.shard_size)
     thresholds = round_thresholds(st, r)
     results, stats = filters.filter_pairs(records, thresholds)
