@@ -60,26 +60,6 @@ def shown_responses(prompt: str) -> tuple[str, str]:
     return found["A"], found["B"]
 
 
-# Both test modules wrap these in session fixtures; memoized so the directory is built and
-# the judge loaded (and compiled) once per session, not once per module.
-_MADE: dict = {}
-
-
-def shared_judge_dir(tmp_path_factory) -> pathlib.Path:
-    if "dir" not in _MADE:
-        _MADE["dir"] = make_judge_dir(tmp_path_factory.mktemp("judge_model"))
-    return _MADE["dir"]
-
-
-def shared_judge(judge_dir: pathlib.Path):
-    """Judge.from_pretrained(judge_dir, batch_size=4), loaded once."""
-    from gramr2_jax.judge import Judge
-
-    if "judge" not in _MADE:
-        _MADE["judge"] = Judge.from_pretrained(judge_dir, batch_size=4)
-    return _MADE["judge"]
-
-
 def judgment(verdict: str | None, rationale: str = "Feedback: fine.") -> str:
     """A generated judgment text; verdict None gives one without an answer block."""
     if verdict is None:

@@ -9,18 +9,7 @@ import pytest
 from gramr2_jax.data.errors import DataError
 from gramr2_jax.downstream import evaluation
 from tests.conftest import REPO
-from tests.downstream.judge_fixtures import (judgment, scripted, shared_judge, shared_judge_dir,
-                                             shown_responses)
-
-
-@pytest.fixture(scope="session")
-def judge_dir(tmp_path_factory):
-    return shared_judge_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def judge(judge_dir):
-    return shared_judge(judge_dir)
+from tests.downstream.judge_fixtures import judgment, scripted, shown_responses
 
 
 STYLES = ["short good", "long good answer", "**long good answer**"]

@@ -15,18 +15,7 @@ from gramr2_jax.data import judge_format as jf
 from gramr2_jax.data.prompts import JudgePromptBuilder
 from gramr2_jax.judge import JUDGE_CONFIG, read_judge_config, write_judge_config
 from tests.conftest import REPO
-from tests.downstream.judge_fixtures import (JUDGE_SETTINGS, judgment, scripted, shared_judge,
-                                             shared_judge_dir, shown_responses)
-
-
-@pytest.fixture(scope="session")
-def judge_dir(tmp_path_factory):
-    return shared_judge_dir(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def judge(judge_dir):
-    return shared_judge(judge_dir)
+from tests.downstream.judge_fixtures import JUDGE_SETTINGS, judgment, scripted, shown_responses
 
 
 NAN = math.nan
