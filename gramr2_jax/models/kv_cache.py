@@ -1,8 +1,10 @@
 """The KV cache: an explicit pytree with a written-down layout.
 
 Layout
-  k, v   [L, B, S, K, H]  layers, batch, cache slots, kv heads, head dim
-         logical axes ('layers', 'cache_batch', 'cache_sequence', 'cache_kv_heads', 'head_dim')
+  k      [B, K, H, S] per layer  batch, kv heads, head dim, cache slots
+  v      [B, K, S, H] per layer  batch, kv heads, cache slots, head dim
+         a tuple of L arrays; one stacked [L, ...] array when the model scans
+         its layers (config.scan_layers). Logical axes: K_AXES / V_AXES below.
   mask   [B, S] bool      slot s of row b holds a real (non-padding) token
   end    []   int32       the next slot to write; shared by all rows
 
@@ -21,30 +23,49 @@ from flax import struct
 
 from gramr2_jax.models.config import ModelConfig
 
-CACHE_AXES = ("layers", "cache_batch", "cache_sequence", "cache_kv_heads", "head_dim")
+# Keys are stored transposed so that both attention contractions are plain
+# batched matmuls over (row, kv head): logits [G·T, H] @ k [H, S] and output
+# [G·T, S] @ v [S, H]. With [B, S, K, H] XLA:CPU copied both cache slices into
+# this order on every layer of every decode step. Separate per-layer arrays
+# because XLA:CPU also copied each layer's slice out of a stacked [L, ...]
+# cache before its matmuls (6 of 30 ms per decode step; benchmarks/SAMPLING.md).
+K_AXES = ("cache_batch", "cache_kv_heads", "head_dim", "cache_sequence")
+V_AXES = ("cache_batch", "cache_kv_heads", "cache_sequence", "head_dim")
+MASK_AXES = ("cache_batch", "cache_sequence")
 
 
 @struct.dataclass
 class KVCache:
-    k: jax.Array
-    v: jax.Array
+    k: tuple[jax.Array, ...] | jax.Array
+    v: tuple[jax.Array, ...] | jax.Array
     mask: jax.Array
     end: jax.Array
 
     @classmethod
     def zeros(cls, config: ModelConfig, batch: int, length: int, dtype=None) -> "KVCache":
         dtype = config.dtype if dtype is None else dtype
-        shape = (config.num_layers, batch, length, config.num_kv_heads, config.head_dim)
-        return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype),
-                   mask=jnp.zeros((batch, length), bool), end=jnp.zeros((), jnp.int32))
+        k_shape = (batch, config.num_kv_heads, config.head_dim, length)
+        v_shape = (batch, config.num_kv_heads, length, config.head_dim)
+        if config.scan_layers:
+            layers = (config.num_layers,)
+            k, v = jnp.zeros(layers + k_shape, dtype), jnp.zeros(layers + v_shape, dtype)
+        else:
+            k = tuple(jnp.zeros(k_shape, dtype) for _ in range(config.num_layers))
+            v = tuple(jnp.zeros(v_shape, dtype) for _ in range(config.num_layers))
+        return cls(k=k, v=v, mask=jnp.zeros((batch, length), bool),
+                   end=jnp.zeros((), jnp.int32))
 
     @property
     def length(self) -> int:
-        return self.k.shape[2]
+        return self.mask.shape[1]
 
     @property
     def batch(self) -> int:
-        return self.k.shape[1]
+        return self.mask.shape[0]
+
+    def map_arrays(self, k_fn, v_fn) -> "KVCache":
+        """Applies k_fn / v_fn to every per-layer (or stacked) key / value array."""
+        return self.replace(k=jax.tree.map(k_fn, self.k), v=jax.tree.map(v_fn, self.v))
 
     def num_tokens(self) -> jax.Array:
         """Real tokens per row [B] (the next RoPE position of each row)."""
@@ -52,5 +73,7 @@ class KVCache:
 
     def repeat(self, n: int) -> "KVCache":
         """Each row repeated n times (row b → rows b*n .. b*n+n-1): prefix sharing."""
-        return self.replace(k=jnp.repeat(self.k, n, axis=1), v=jnp.repeat(self.v, n, axis=1),
-                            mask=jnp.repeat(self.mask, n, axis=0))
+        def rep(x):  # the batch axis is 4th from the end in both layouts
+            return jnp.repeat(x, n, axis=x.ndim - 4)
+
+        return self.map_arrays(rep, rep).replace(mask=jnp.repeat(self.mask, n, axis=0))

@@ -70,9 +70,14 @@ class Attention(nnx.Module):
         self.cfg = cfg
         self.inv_freq = tuple(inverse_frequencies(h, cfg.rope_theta, cfg.rope_scaling).tolist())
 
-    def _project(self, x, kernel, bias, norm, positions):
+    def _project(self, x_BTD, kernel, bias, norm, positions):
+        # A 2-D matmul against the kernel viewed as [D, heads·H] (a free reshape):
+        # the 3-D einsum made XLA:CPU transpose the kernel on every call.
         dt = self.cfg.dtype
-        y = jnp.einsum("btd,dnh->btnh", x, kernel.value.astype(dt))
+        b, t, d = x_BTD.shape
+        _, heads, h = kernel.value.shape
+        y = x_BTD.reshape(b * t, d) @ kernel.value.astype(dt).reshape(d, heads * h)
+        y = y.reshape(b, t, heads, h)
         if bias is not None:
             y = y + bias.value.astype(dt)
         if norm is not None:
@@ -90,67 +95,112 @@ class Attention(nnx.Module):
                           self.k_norm if has_norm else None, positions_BT)
         v = self._project(x_BTD, self.v_proj, self.v_bias if has_bias else None, None, None)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
+        k_BKHS, v_BKSH = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # cache layout
         if cache_kv is not None:
             cache_k, cache_v, end = cache_kv
-            start = (layer, 0, end, 0, 0)
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k[None].astype(cache_k.dtype), start)
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v[None].astype(cache_v.dtype), start)
-            k = jax.lax.dynamic_index_in_dim(cache_k, layer, 0, keepdims=False).astype(q.dtype)
-            v = jax.lax.dynamic_index_in_dim(cache_v, layer, 0, keepdims=False).astype(q.dtype)
+            cache_k, k_BKHS = _write_slots(cache_k, k_BKHS, (0, 0, 0, end), layer)
+            cache_v, v_BKSH = _write_slots(cache_v, v_BKSH, (0, 0, end, 0), layer)
+            k_BKHS, v_BKSH = k_BKHS.astype(q.dtype), v_BKSH.astype(q.dtype)
             cache_kv = (cache_k, cache_v, end)
         if prefix_kv is None:
-            out = attend(q, k, v, mask_BTS)
+            out = attend(q, k_BKHS, v_BKSH, mask_BTS)
         else:
             prefix_k, prefix_v, prefix_mask = prefix_kv
-            out = attend_with_prefix(
-                q, k, v, mask_BTS,
-                jax.lax.dynamic_index_in_dim(prefix_k, layer, 0, keepdims=False).astype(q.dtype),
-                jax.lax.dynamic_index_in_dim(prefix_v, layer, 0, keepdims=False).astype(q.dtype),
-                prefix_mask)
-        y = jnp.einsum("btnh,nhd->btd", out, self.o_proj.value.astype(cfg.dtype))
-        return y, cache_kv
+            out = attend_with_prefix(q, k_BKHS, v_BKSH, mask_BTS,
+                                     _layer_view(prefix_k, layer).astype(q.dtype),
+                                     _layer_view(prefix_v, layer).astype(q.dtype), prefix_mask)
+        b, t, n, h = out.shape
+        o_proj = self.o_proj.value.astype(cfg.dtype).reshape(n * h, -1)
+        return (out.reshape(b * t, n * h) @ o_proj).reshape(b, t, -1), cache_kv
 
 
-def attend(q_BTNH, k_BSKH, v_BSKH, mask_BTS) -> jax.Array:
-    """Grouped-query attention; logits and softmax in float32."""
+def _layer_view(cache: jax.Array, layer) -> jax.Array:
+    """One layer of a cache array: itself (per-layer arrays, layer None) or a slice
+    of the stacked [L, ...] array (scanned layers, traced layer index)."""
+    return cache if layer is None else jax.lax.dynamic_index_in_dim(cache, layer, 0, False)
+
+
+def _write_slots(cache: jax.Array, new: jax.Array, start: tuple, layer):
+    """Writes `new` into one layer's cache at `start`; returns (cache, that layer)."""
+    new = new.astype(cache.dtype)
+    if layer is None:
+        cache = jax.lax.dynamic_update_slice(cache, new, start)
+    else:
+        cache = jax.lax.dynamic_update_slice(cache, new[None], (layer,) + start)
+    return cache, _layer_view(cache, layer)
+
+
+def _group_queries(q_BTNH: jax.Array, kv_heads: int) -> jax.Array:
+    """[B, T, N, H] → [B, K, G·T, H]: the queries that read kv head k, g-major."""
     b, t, n, h = q_BTNH.shape
-    kv_heads = k_BSKH.shape[2]
-    q = q_BTNH.reshape(b, t, kv_heads, n // kv_heads, h)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q, k_BSKH,
-                        preferred_element_type=jnp.float32) * (h ** -0.5)
+    q = q_BTNH.reshape(b, t, kv_heads, n // kv_heads, h).transpose(0, 2, 3, 1, 4)
+    return q.reshape(b, kv_heads, -1, h)
+
+
+def _ungroup(out_BKQH: jax.Array, t: int) -> jax.Array:
+    """Inverse of `_group_queries`: [B, K, G·T, H] → [B, T, N, H]."""
+    b, kv_heads, q, h = out_BKQH.shape
+    out = out_BKQH.reshape(b, kv_heads, q // t, t, h).transpose(0, 3, 1, 2, 4)
+    return out.reshape(b, t, -1, h)
+
+
+def _masked_softmax(logits_BKQS: jax.Array, mask_BTS: jax.Array) -> jax.Array:
+    b, kv_heads, q, s = logits_BKQS.shape
+    t = mask_BTS.shape[1]
+    logits = logits_BKQS.reshape(b, kv_heads, q // t, t, s)
     logits = jnp.where(mask_BTS[:, None, None], logits, _MASKED)
-    probs = jax.nn.softmax(logits, axis=-1).astype(v_BSKH.dtype)
-    out = jnp.einsum("bkgts,bskh->btkgh", probs, v_BSKH)
-    return out.reshape(b, t, n, h)
+    return jax.nn.softmax(logits, axis=-1).reshape(b, kv_heads, q, s)
 
 
-def attend_with_prefix(q_BTNH, k_BSKH, v_BSKH, mask_BTS, prefix_k_PQKH, prefix_v_PQKH,
+def attend(q_BTNH, k_BKHS, v_BKSH, mask_BTS) -> jax.Array:
+    """Grouped-query attention on the cache layout; logits and softmax in float32.
+
+    Both contractions are batched matmuls over (row, kv head) with no operand
+    transposed: [G·T, H] @ [H, S], then [G·T, S] @ [S, H].
+    """
+    h = q_BTNH.shape[-1]
+    q = _group_queries(q_BTNH, k_BKHS.shape[1])
+    logits = jnp.einsum("bkqh,bkhs->bkqs", q, k_BKHS,
+                        preferred_element_type=jnp.float32) * (h ** -0.5)
+    probs = _masked_softmax(logits, mask_BTS).astype(v_BKSH.dtype)
+    out = jnp.einsum("bkqs,bksh->bkqh", probs, v_BKSH)
+    return _ungroup(out, q_BTNH.shape[1])
+
+
+def attend_with_prefix(q_BTNH, k_BKHS, v_BKSH, mask_BTS, prefix_k_PKHQ, prefix_v_PKQH,
                        prefix_mask_BTQ) -> jax.Array:
     """Attention over a shared prefix (P prompts, Q slots) and each row's own keys.
 
     One softmax over both parts; rows are grouped r = B / P per prefix row, so
-    the prefix einsum sees r·G queries per kv head (bigger, fewer matmuls).
+    the prefix matmul sees r·G·T queries per kv head (bigger, fewer matmuls).
     """
     b, t, n, h = q_BTNH.shape
-    p, kv_heads = prefix_k_PQKH.shape[0], prefix_k_PQKH.shape[2]
-    r, g = b // p, n // kv_heads
-    q = q_BTNH.reshape(p, r, t, kv_heads, g, h)
+    p, kv_heads, _, slots = prefix_k_PKHQ.shape
+    r = b // p
     scale = h ** -0.5
-    prefix_logits = jnp.einsum("prtkgh,pqkh->prkgtq", q, prefix_k_PQKH,
-                               preferred_element_type=jnp.float32) * scale
-    prefix_logits = prefix_logits.reshape(b, kv_heads, g, t, -1)
-    own_logits = jnp.einsum("btkgh,bskh->bkgts", q.reshape(b, t, kv_heads, g, h), k_BSKH,
+    q = _group_queries(q_BTNH, kv_heads)  # [B, K, G·T, H]
+    gt = q.shape[2]
+
+    def to_prefix_rows(x_BKQX):  # [B, K, G·T, X] → [P, K, r·G·T, X]
+        x = x_BKQX.reshape(p, r, kv_heads, gt, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(p, kv_heads, r * gt, -1)
+
+    def from_prefix_rows(x_PKQX):  # inverse of to_prefix_rows
+        x = x_PKQX.reshape(p, kv_heads, r, gt, -1).transpose(0, 2, 1, 3, 4)
+        return x.reshape(b, kv_heads, gt, -1)
+
+    prefix_logits = from_prefix_rows(jnp.einsum(
+        "pkqh,pkhs->pkqs", to_prefix_rows(q), prefix_k_PKHQ,
+        preferred_element_type=jnp.float32)) * scale
+    own_logits = jnp.einsum("bkqh,bkhs->bkqs", q, k_BKHS,
                             preferred_element_type=jnp.float32) * scale
-    logits = jnp.concatenate([prefix_logits, own_logits], axis=-1)
-    mask = jnp.concatenate([prefix_mask_BTQ, mask_BTS], axis=-1)
-    probs = jax.nn.softmax(jnp.where(mask[:, None, None], logits, _MASKED), axis=-1)
-    probs = probs.astype(v_BSKH.dtype)
-    slots = prefix_k_PQKH.shape[1]
-    prefix_probs = probs[..., :slots].reshape(p, r, kv_heads, g, t, slots)
-    out = jnp.einsum("prkgtq,pqkh->prtkgh", prefix_probs, prefix_v_PQKH).reshape(
-        b, t, kv_heads, g, h)
-    out = out + jnp.einsum("bkgts,bskh->btkgh", probs[..., slots:], v_BSKH)
-    return out.reshape(b, t, n, h)
+    probs = _masked_softmax(jnp.concatenate([prefix_logits, own_logits], axis=-1),
+                            jnp.concatenate([prefix_mask_BTQ, mask_BTS], axis=-1))
+    probs = probs.astype(v_BKSH.dtype)
+    out = from_prefix_rows(jnp.einsum("pkqs,pksh->pkqh", to_prefix_rows(probs[..., :slots]),
+                                      prefix_v_PKQH))
+    out = out + jnp.einsum("bkqs,bksh->bkqh", probs[..., slots:], v_BKSH)
+    return _ungroup(out, t)
 
 
 class MLP(nnx.Module):
@@ -284,7 +334,7 @@ class Transformer(nnx.Module):
     def _run_layers(self, x, positions, mask, cache_kv, prefix_kv=None):
         cfg = self.config
 
-        def apply(graphdef, state, x, layer, cache_kv):
+        def apply(graphdef, state, x, layer, cache_kv, prefix_kv=prefix_kv):
             return nnx.merge(graphdef, state)(x, positions, mask, layer, cache_kv, prefix_kv)
 
         if cfg.remat == "full":
@@ -299,7 +349,18 @@ class Transformer(nnx.Module):
 
             (x, cache_kv, _), _ = jax.lax.scan(body, (x, cache_kv, jnp.int32(0)), state)
             return x, cache_kv
+        # Unrolled layers: per-layer cache arrays (kv_cache.py), no layer index.
+        new_k, new_v = [], []
         for layer, block in enumerate(self.layers):
             graphdef, state = nnx.split(block)
-            x, cache_kv = apply(graphdef, state, x, layer, cache_kv)
+            layer_kv = None if cache_kv is None else (
+                cache_kv[0][layer], cache_kv[1][layer], cache_kv[2])
+            layer_prefix = None if prefix_kv is None else (
+                prefix_kv[0][layer], prefix_kv[1][layer], prefix_kv[2])
+            x, layer_kv = apply(graphdef, state, x, None, layer_kv, layer_prefix)
+            if layer_kv is not None:
+                new_k.append(layer_kv[0])
+                new_v.append(layer_kv[1])
+        if cache_kv is not None:
+            cache_kv = (tuple(new_k), tuple(new_v), cache_kv[2])
         return x, cache_kv

@@ -23,7 +23,8 @@ import jax.numpy as jnp
 from flax import nnx, struct
 
 from gramr2_jax import sharding
-from gramr2_jax.models.kv_cache import CACHE_AXES, KVCache
+from gramr2_jax.models import kv_cache
+from gramr2_jax.models.kv_cache import KVCache
 from gramr2_jax.sampling import verdict as verdict_lib
 from gramr2_jax.sampling.methods import Method
 
@@ -56,9 +57,11 @@ class DecodeState:
 
 
 def _constrain_cache(cache: KVCache) -> KVCache:
-    return cache.replace(k=sharding.constrain(cache.k, CACHE_AXES),
-                         v=sharding.constrain(cache.v, CACHE_AXES),
-                         mask=sharding.constrain(cache.mask, CACHE_AXES[1:3]))
+    def axes(base):  # a stacked cache has a leading layers axis
+        return lambda x: sharding.constrain(x, ("layers",) * (x.ndim - 4) + base)
+
+    cache = cache.map_arrays(axes(kv_cache.K_AXES), axes(kv_cache.V_AXES))
+    return cache.replace(mask=sharding.constrain(cache.mask, kv_cache.MASK_AXES))
 
 
 def _row_keys(seed: jax.Array, prompt_ids_B: jax.Array, k: int) -> jax.Array:
@@ -81,7 +84,8 @@ def _pick(plan: Plan, method: Method, keys_R: jax.Array, logits_RV: jax.Array,
     tokens = jax.lax.dynamic_update_slice(s.tokens_RN, out_token[:, None], (0, s.step))
     logprobs = s.logprobs_RN
     if plan.return_logprobs:
-        logp = jnp.take_along_axis(jax.nn.log_softmax(logits_RV), token[:, None], axis=1)
+        logp = (jnp.take_along_axis(logits_RV, token[:, None], axis=1)
+                - jax.nn.logsumexp(logits_RV, axis=1, keepdims=True))
         logp = jnp.where(active[:, None], logp, 0.0)
         logprobs = jax.lax.dynamic_update_slice(logprobs, logp, (0, s.step))
     stop = jnp.isin(token, jnp.asarray(plan.stop_ids, jnp.int32)) if plan.stop_ids else False
