@@ -15,6 +15,36 @@ import jax.numpy as jnp
 from flax import struct
 
 _NEG_INF = -jnp.inf
+_CHUNK = 32  # top_k: vocabulary block size of the first stage
+
+
+def argmax(x_V: jax.Array) -> jax.Array:
+    """First index of the maximum, like jnp.argmax (4.5× faster on XLA:CPU, whose
+    variadic (value, index) reduction is slow; see benchmarks/SAMPLING.md)."""
+    hit = jnp.where(x_V == jnp.max(x_V), jnp.arange(x_V.shape[-1]), x_V.shape[-1])
+    return jnp.minimum(jnp.min(hit), x_V.shape[-1] - 1).astype(jnp.int32)
+
+
+def top_k(x_V: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
+    """Exactly `jax.lax.top_k(x_V, k)` (ties: lower index first), in two stages.
+
+    Stage 1 keeps the k blocks of _CHUNK entries with the largest maxima; every
+    top-k entry lies in one of them (a block holding one has a maximum at least
+    as large, and at most k blocks can rank above it; ties between blocks go to
+    the lower index, as in lax.top_k). Stage 2 runs lax.top_k on those k·_CHUNK
+    candidates, kept in index order. On a 32k vocabulary this is 2× faster on
+    CPU than one lax.top_k over the whole row (1.6 vs 3.2 ms for 64 rows).
+    """
+    v = x_V.shape[-1]
+    blocks = -(-v // _CHUNK)
+    if blocks <= 2 * k:
+        return jax.lax.top_k(x_V, k)
+    padded = jnp.pad(x_V, (0, blocks * _CHUNK - v), constant_values=_NEG_INF)
+    blocks_CX = padded.reshape(blocks, _CHUNK)
+    _, chosen = jax.lax.top_k(jnp.max(blocks_CX, axis=-1), k)
+    chosen = jnp.sort(chosen)
+    values, where = jax.lax.top_k(blocks_CX[chosen].reshape(-1), k)
+    return values, chosen[where // _CHUNK] * _CHUNK + where % _CHUNK
 
 
 @struct.dataclass
@@ -23,7 +53,7 @@ class Greedy:
 
     def sample(self, key: jax.Array, logits_V: jax.Array) -> jax.Array:
         del key
-        return jnp.argmax(logits_V).astype(jnp.int32)
+        return argmax(logits_V)
 
 
 @struct.dataclass
@@ -44,7 +74,7 @@ class TopK:
     temperature: float = 1.0
 
     def sample(self, key: jax.Array, logits_V: jax.Array) -> jax.Array:
-        values_K, ids_K = jax.lax.top_k(logits_V, self.k)
+        values_K, ids_K = top_k(logits_V, self.k)
         choice = jax.random.categorical(key, values_K / self.temperature)
         return ids_K[choice].astype(jnp.int32)
 
@@ -70,7 +100,7 @@ class TopP:
 
     def sample(self, key: jax.Array, logits_V: jax.Array) -> jax.Array:
         k = logits_V.shape[-1] if self.top_k is None else self.top_k
-        values_K, ids_K = jax.lax.top_k(logits_V / self.temperature, k)
+        values_K, ids_K = top_k(logits_V / self.temperature, k)
         values_K = jnp.where(_nucleus_mask(values_K, self.top_p), values_K, _NEG_INF)
         choice = jax.random.categorical(key, values_K)
         return ids_K[choice].astype(jnp.int32)

@@ -1,11 +1,11 @@
 """Prompt tokenization, length buckets and LEFT padding.
 
 Padding scheme (the KV cache's, see models/kv_cache.py): every prompt is
-right-aligned in a [B, P] block, P = a power-of-two bucket ≥ `min_bucket`.
+right-aligned in a [B, P] block, P = a bucket ≥ `min_bucket` (see bucket_length).
 Pad slots are masked out of attention and do not count as RoPE positions, so
 a padded prompt behaves exactly as it would alone; all rows then decode into
 the same cache slot at each step. Buckets bound the number of compiled shapes
-to ~log2(max prompt length).
+to two per doubling of the prompt length.
 """
 
 from __future__ import annotations
@@ -18,9 +18,15 @@ Prompt = str | Sequence[int]
 
 
 def bucket_length(n: int, min_bucket: int = 16) -> int:
-    """The smallest power of two ≥ max(n, min_bucket)."""
+    """The smallest bucket ≥ n among min_bucket·2^i and (even sizes) 1.5·min_bucket·2^i.
+
+    With min_bucket 16: 16, 24, 32, 48, 64, 96, 128, ... Two shapes per doubling;
+    at most a third of a bucket is padding (a half with powers of two alone).
+    """
     size = max(min_bucket, 1)
     while size < n:
+        if size % 2 == 0 and size * 3 // 2 >= n:
+            return size * 3 // 2
         size *= 2
     return size
 

@@ -54,7 +54,7 @@ class SampleOutput:
 class Sampler:
     """Batched sampling and teacher-forced scoring for a `Transformer`.
 
-    min_prompt_bucket: prompts pad to powers of two ≥ this (bounds recompiles).
+    min_prompt_bucket: the smallest prompt bucket (padding.bucket_length; bounds recompiles).
     cache_length: None sizes the cache as prompt bucket + max_new_tokens; a fixed
       value instead stops generation when the cache is full.
     batch_multiple: pad the prompt count to a multiple (e.g. the data-parallel
