@@ -2,10 +2,12 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
 
     python -m gramr2_jax.main --config=configs/demo.py --workdir=runs/demo
     python -m gramr2_jax.main --config=configs/demo.py:smoke --workdir=/tmp/smoke
-    python launch/sweep.py --config=configs/demo.py --workdir=runs/ablations --seeds=0,1,2
+    python launch/sweep.py --config=configs/demo.py:stage_cache=runs/stage_cache \
+        --workdir=runs/ablations --seeds=0,1,2
 
 arg keys: smoke (shrinks everything for tests), seed, sweep (variants for get_sweep, a+b),
-variant — one of VARIANTS:
+stage_cache (a dir: variants of one seed share data, stage 0 and stage 1; see
+selftrain/stage_cache.py), variant — one of VARIANTS:
   full           the pipeline: seed SFT, then rounds of label → filter → retrain
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
@@ -21,11 +23,15 @@ VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", 
             "baselines")
 
 
+_ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", sweep="", stage_cache="")
+
+
 def get_config(arg=None):
-    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full", sweep="")
+    arg = config_lib.parse_arg(arg, **_ARG_DEFAULTS)
     c = config_lib.ml_collections.ConfigDict()
     c.seed = arg.seed
     c.variant = arg.variant
+    c.stage_cache = arg.stage_cache
 
     c.data = dict(
         source="synthetic",
@@ -108,7 +114,7 @@ def _apply_variant(c, variant):
 def get_sweep(arg=None):
     """The ablation table: every variant, or those in arg sweep=a+b (crossed with --seeds
     by launch/sweep.py)."""
-    arg = config_lib.parse_arg(arg, smoke=False, seed=0, variant="full", sweep="")
+    arg = config_lib.parse_arg(arg, **_ARG_DEFAULTS)
     variants = arg.sweep.split("+") if arg.sweep else VARIANTS
     for v in variants:
         if v not in VARIANTS:

@@ -64,4 +64,5 @@ def get_config(arg=None):
                         start=dict(kappa=1.0, tau=0.9), end=dict(kappa=0.75, tau=0.7)),
         batch_size=batch, epochs=1.0, train=train)
     c.run_baselines = False
+    c.stage_cache = ""  # a dir shared by runs that agree on data/stage 0/stage 1
     return c

@@ -9,6 +9,9 @@ rerunning the same command resumes after the last finished piece:
   round_r/          labels/, kept.jsonl, train/, metrics.json               (r = 1..R)
   baselines/<name>/ the same-data baselines requested in config.baselines
   final_metrics.json, report.md, *.png
+
+With config.stage_cache set, data/, stage0/ and stage1/ are taken from (and
+added to) a cache shared by runs that agree on them (stage_cache.py).
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from typing import Any
 
 import ml_collections
 
-from gramr2_jax.selftrain import artifacts, baselines, report, rounds, stage0, stages
+from gramr2_jax.selftrain import (artifacts, baselines, report, rounds, stage0, stage_cache,
+                                  stages)
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +40,13 @@ def _judge_factory(config: ml_collections.ConfigDict):
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    data_dir = stage0.make_data(config, workdir)
-    tokenizer = stage0.ensure_tokenizer(config, workdir)
-    base_dir = stages.pretrain_base(config, workdir, tokenizer)
+    data_dir = _cached(config, workdir, "data", lambda: stage0.make_data(config, workdir))
+
+    def base_model():
+        tokenizer = stage0.ensure_tokenizer(config, workdir)
+        return tokenizer, stages.pretrain_base(config, workdir, tokenizer)
+
+    tokenizer, base_dir = _cached(config, workdir, "stage0", base_model)
     log.info("stage 0 base LM: %s", base_dir)
 
     seed_rows = artifacts.read_jsonl(data_dir / "seed.jsonl")
@@ -46,7 +54,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     tests = {name: artifacts.read_jsonl(data_dir / f"{name}.jsonl") for name in ("test_id", "test_ood")}
     make_judge = _judge_factory(config)
 
-    history = [seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests)]
+    history = [_cached(config, workdir, "stage1", lambda: seed_stage(
+        config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests))]
     judge_dir = pathlib.Path(history[0]["model_dir"])
     kept: list[dict] = []
     for r in range(1, config.selftrain.num_rounds + 1):
@@ -69,11 +78,20 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     return final
 
 
+def _cached(config, workdir: pathlib.Path, stage: str, build):
+    """build() for a stage, first restoring it from config.stage_cache (stage_cache.py)."""
+    stage_cache.restore(config, workdir, stage)
+    out = build()
+    stage_cache.publish(config, workdir, stage)
+    return out
+
+
 def seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests) -> dict[str, Any]:
     """Stage 1: SFT on the labelled seed set with rationales (round 0 of the history)."""
     out = workdir / "stage1"
-    if artifacts.is_done(out):
-        return artifacts.read_json(out / "metrics.json")
+    if artifacts.is_done(out):  # model_dir: this workdir's copy, also for a cached stage
+        return dict(artifacts.read_json(out / "metrics.json"),
+                    model_dir=str(out / "train" / "export"))
     model_dir = stages.train_judge(config, config.stage1, base_dir, seed_rows, out / "train", tokenizer)
     metrics = {"round": 0, "model_dir": str(model_dir), "num_train_rows": len(seed_rows),
                **rounds.evaluate_all(make_judge(model_dir), tests, config.data.source == "synthetic")}
