@@ -42,12 +42,16 @@ def inverse_frequencies(head_dim: int, theta: float,
     return np.where(is_medium, smoothed, scaled).astype(np.float32)
 
 
-def apply_rope(x_BTNH: jax.Array, positions_BT: jax.Array,
-               inv_freq: np.ndarray) -> jax.Array:
-    """Rotates x by its positions (rotate_half layout); math in float32."""
+def rope_tables(positions_BT: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """(cos, sin) [B, T, H/2] of every position's angles, float32; computed once
+    per forward and shared by q and k of every layer."""
     angles_BTF = positions_BT[..., None].astype(jnp.float32) * jnp.asarray(inv_freq)
-    cos = jnp.cos(angles_BTF)[:, :, None, :]
-    sin = jnp.sin(angles_BTF)[:, :, None, :]
+    return jnp.cos(angles_BTF), jnp.sin(angles_BTF)
+
+
+def apply_rope(x_BTNH: jax.Array, tables: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotates x by the `rope_tables` of its positions (rotate_half layout); math in float32."""
+    cos, sin = (t[:, :, None, :] for t in tables)
     x1, x2 = jnp.split(x_BTNH.astype(jnp.float32), 2, axis=-1)
     rotated = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
     return rotated.astype(x_BTNH.dtype)

@@ -24,7 +24,7 @@ from flax import nnx
 
 from gramr2_jax.models.config import ModelConfig
 from gramr2_jax.models.kv_cache import KVCache
-from gramr2_jax.models.rope import apply_rope, inverse_frequencies
+from gramr2_jax.models.rope import apply_rope, inverse_frequencies, rope_tables
 from gramr2_jax.sharding import constrain
 
 _MASKED = -1e30  # finite, so a row with no valid key gives a uniform row, not NaN
@@ -68,9 +68,8 @@ class Attention(nnx.Module):
             self.q_norm = RMSNorm(h, cfg.rms_norm_eps, "head_dim", pd)
             self.k_norm = RMSNorm(h, cfg.rms_norm_eps, "head_dim", pd)
         self.cfg = cfg
-        self.inv_freq = tuple(inverse_frequencies(h, cfg.rope_theta, cfg.rope_scaling).tolist())
 
-    def _project(self, x_BTD, kernel, bias, norm, positions):
+    def _project(self, x_BTD, kernel, bias, norm, rope):
         # A 2-D matmul against the kernel viewed as [D, heads·H] (a free reshape):
         # the 3-D einsum made XLA:CPU transpose the kernel on every call.
         dt = self.cfg.dtype
@@ -82,17 +81,18 @@ class Attention(nnx.Module):
             y = y + bias.value.astype(dt)
         if norm is not None:
             y = norm(y)
-        if positions is not None:
-            y = apply_rope(y, positions, jnp.asarray(self.inv_freq, jnp.float32))
+        if rope is not None:
+            y = apply_rope(y, rope)
         return y
 
-    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv, prefix_kv=None):
+    def __call__(self, x_BTD, rope, mask_BTS, layer, cache_kv, prefix_kv=None):
+        """rope: the forward's (cos, sin) tables of the query positions (rope.py)."""
         cfg = self.cfg
         has_bias, has_norm = cfg.qkv_bias, cfg.qk_norm
         q = self._project(x_BTD, self.q_proj, self.q_bias if has_bias else None,
-                          self.q_norm if has_norm else None, positions_BT)
+                          self.q_norm if has_norm else None, rope)
         k = self._project(x_BTD, self.k_proj, self.k_bias if has_bias else None,
-                          self.k_norm if has_norm else None, positions_BT)
+                          self.k_norm if has_norm else None, rope)
         v = self._project(x_BTD, self.v_proj, self.v_bias if has_bias else None, None, None)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
         k_BKHS, v_BKSH = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # cache layout
@@ -230,8 +230,8 @@ class Block(nnx.Module):
         self.mlp_norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, "norm", cfg.param_dtype)
         self.mlp = MLP(cfg, rngs)
 
-    def __call__(self, x_BTD, positions_BT, mask_BTS, layer, cache_kv, prefix_kv=None):
-        attn_out, cache_kv = self.attn(self.attn_norm(x_BTD), positions_BT, mask_BTS,
+    def __call__(self, x_BTD, rope, mask_BTS, layer, cache_kv, prefix_kv=None):
+        attn_out, cache_kv = self.attn(self.attn_norm(x_BTD), rope, mask_BTS,
                                        layer, cache_kv, prefix_kv)
         x_BTD = constrain(x_BTD + attn_out, _ACT)
         x_BTD = constrain(x_BTD + self.mlp(self.mlp_norm(x_BTD)), _ACT)
@@ -324,18 +324,20 @@ class Transformer(nnx.Module):
         x = self.embed.value.astype(cfg.dtype)[tokens_BT]
         x = constrain(x, _ACT)
         cache_kv = None if cache is None else (cache.k, cache.v, cache.end)
-        x, cache_kv = self._run_layers(x, positions_BT, mask_BTS, cache_kv, prefix_kv)
+        rope = rope_tables(positions_BT, inverse_frequencies(cfg.head_dim, cfg.rope_theta,
+                                                             cfg.rope_scaling))
+        x, cache_kv = self._run_layers(x, rope, mask_BTS, cache_kv, prefix_kv)
         hidden = self.final_norm(x)
         if cache is not None:
             cache = cache.replace(k=cache_kv[0], v=cache_kv[1], mask=key_valid_BS,
                                   end=cache.end + t)
         return hidden, cache
 
-    def _run_layers(self, x, positions, mask, cache_kv, prefix_kv=None):
+    def _run_layers(self, x, rope, mask, cache_kv, prefix_kv=None):
         cfg = self.config
 
         def apply(graphdef, state, x, layer, cache_kv, prefix_kv=prefix_kv):
-            return nnx.merge(graphdef, state)(x, positions, mask, layer, cache_kv, prefix_kv)
+            return nnx.merge(graphdef, state)(x, rope, mask, layer, cache_kv, prefix_kv)
 
         if cfg.remat == "full":
             apply = jax.checkpoint(apply, static_argnums=(0,))
