@@ -41,6 +41,11 @@ def main(argv):
 
     config = _CONFIG.value
     try:
+        if "://" in _WORKDIR.value:
+            raise ValueError(
+                f"--workdir: {_WORKDIR.value!r} is a URL, but the pipeline writes plain files "
+                "(atomic renames, DONE markers); mount the bucket on every worker (gcsfuse) "
+                "or use a Filestore share, and pass the mounted path")
         config_lib.validate(config)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -10,8 +10,9 @@ runs whose final_metrics.json exists; a failed run leaves <run dir>/sweep_failed
 goes on. The table of all runs goes to <workdir>/results.md and results.json (see results.py).
 
 With --tpu, this same script runs on every worker of the slice through `tpu_vm.py run` (the
-workers step through the runs together, each run a multi-host job); --workdir must then be gs://
-so all workers see the same finished runs.
+workers step through the runs together, each run a multi-host job); --workdir must then be an
+absolute path on a filesystem every worker mounts (a gcsfuse bucket, a Filestore share), so all
+workers see the same finished runs and the runs' own artifacts.
 """
 
 from collections.abc import Sequence
@@ -50,9 +51,10 @@ _PROJECT = flags.DEFINE_string("project", None, "GCP project of --tpu.")
 
 def tpu_command() -> list[str]:
     """`tpu_vm.py run` starting this script, with the same sweep flags, on every worker."""
-    if not _WORKDIR.value.startswith("gs://"):
-        raise ValueError("--tpu needs a gs:// --workdir: every worker decides which runs are done "
-                         "from <workdir>/<run>/final_metrics.json, so all must see the same files")
+    if "://" in _WORKDIR.value or not _WORKDIR.value.startswith("/"):
+        raise ValueError("--tpu needs --workdir as an absolute path on a filesystem mounted on "
+                         "every worker (e.g. a gcsfuse bucket at /mnt/gcs): the runs write plain "
+                         "files there and every worker decides which runs are done from them")
     sweep_flags = [f"--config={_CONFIG.value}", f"--workdir={_WORKDIR.value}"]
     if _SEEDS.value:
         sweep_flags.append(f"--seeds={','.join(_SEEDS.value)}")

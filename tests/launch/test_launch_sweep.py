@@ -183,7 +183,7 @@ def tpu_sweep(workdir: str, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_tpu_sweep_runs_this_script_on_all_workers():
-    result = tpu_sweep("gs://bucket/sweeps/demo", "--seeds=0,1", "--max_runs=2")
+    result = tpu_sweep("/mnt/gcs/sweeps/demo", "--seeds=0,1", "--max_runs=2")
     assert result.returncode == 0, result.stderr
     [line] = result.stdout.splitlines()
     argv = shlex.split(line)
@@ -194,13 +194,24 @@ def test_tpu_sweep_runs_this_script_on_all_workers():
     assert "log=$HOME/gramr2_jax/runs/sweep-demo/$(hostname).log;" in remote
     module = remote.index("launch.sweep")
     assert remote[module + 1:module + 5] == [
-        "--config=configs/exp.py:smoke", "--workdir=gs://bucket/sweeps/demo", "--seeds=0,1",
+        "--config=configs/exp.py:smoke", "--workdir=/mnt/gcs/sweeps/demo", "--seeds=0,1",
         "--max_runs=2"]
 
 
-def test_tpu_sweep_needs_a_shared_workdir(tmp_path):
-    result = tpu_sweep(str(tmp_path))
-    assert result.returncode != 0 and "gs://" in result.stderr and result.stdout == ""
+@pytest.mark.parametrize("workdir", ["runs/sweep", "gs://bucket/sweeps/demo"])
+def test_tpu_sweep_needs_a_mounted_absolute_workdir(workdir):
+    # Relative: each worker's own disk. A URL: the pipeline cannot write there.
+    result = tpu_sweep(workdir)
+    assert result.returncode != 0 and "gcsfuse" in result.stderr and result.stdout == ""
+
+
+def test_main_refuses_a_url_workdir():
+    result = subprocess.run([sys.executable, "-m", "gramr2_jax.main",
+                             "--config=configs/demo.py:smoke", "--workdir=gs://bucket/run"],
+                            cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --workdir: 'gs://bucket/run' is a URL")
+    assert "Traceback" not in result.stderr
 
 
 def test_metric_missing_from_some_runs_is_marked():

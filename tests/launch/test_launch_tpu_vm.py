@@ -76,7 +76,7 @@ def test_sync_ships_a_commit_tarball_to_all_workers():
 
 
 def test_run_quotes_args_and_detaches_on_all_workers():
-    args = ["--config=configs/demo.py:size=tiny,smoke", "--workdir=gs://b/run 1",
+    args = ["--config=configs/demo.py:size=tiny,smoke", "--workdir=/mnt/gcs/run 1",
             "--config.note=it's \"quoted\" $HOME"]
     [argv] = commands("run", "--run_name=exp1", "--env=XLA_FLAGS=--a=1 --b=2", "--", *args)
     assert argv[:-2] == SSH + ["--worker=all"]
