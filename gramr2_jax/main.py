@@ -17,6 +17,11 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for every artifact of
 _MULTIHOST = flags.DEFINE_bool(
     "multihost", os.environ.get("GRAMR2_MULTIHOST") == "1",
     "Call jax.distributed.initialize() (set on every worker of a TPU pod).")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "With --multihost: host:port of process 0 (None: auto-detect, "
+    "as on TPU pods and SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "With --multihost: process count.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "With --multihost: this process's index.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -32,8 +37,10 @@ def main(argv):
     logging.getLogger("gramr2_jax").setLevel(logging.INFO)
 
     jax.config.update("jax_threefry_partitionable", True)
-    if _MULTIHOST.value:
-        jax.distributed.initialize()
+    from gramr2_jax import distributed
+
+    distributed.initialize(_MULTIHOST.value, _COORDINATOR.value, _NUM_PROCESSES.value,
+                           _PROCESS_ID.value)
 
     from gramr2_jax import config_lib
     from gramr2_jax.data.errors import exit_on_data_error
