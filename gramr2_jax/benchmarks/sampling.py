@@ -58,6 +58,13 @@ def _flops(cfg: ModelConfig, prompt_lengths: list[int], new_tokens: int, rows_pe
     return float(total)
 
 
+def _torch_device() -> str:
+    """The peer runs where we run: CUDA when JAX runs on a GPU and torch sees one."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+
+
 def _make_models(hf_kwargs: dict, out_dir: pathlib.Path):
     import torch
     import transformers
@@ -66,7 +73,7 @@ def _make_models(hf_kwargs: dict, out_dir: pathlib.Path):
     config = transformers.LlamaConfig(**hf_kwargs)
     hf_model = transformers.LlamaForCausalLM(config).eval()
     hf_model.save_pretrained(out_dir, safe_serialization=True)
-    return hf_model, from_pretrained(out_dir)
+    return hf_model.to(_torch_device()), from_pretrained(out_dir)
 
 
 def _torch_threads(hf_model, vocab: int) -> int:
@@ -77,7 +84,7 @@ def _torch_threads(hf_model, vocab: int) -> int:
     """
     import torch
 
-    x = torch.randint(0, vocab, (16, 1))
+    x = torch.randint(0, vocab, (16, 1), device=hf_model.device)
     best = None
     for threads in sorted({1, os.cpu_count() or 1}):
         torch.set_num_threads(threads)
@@ -99,6 +106,8 @@ def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int) ->
         ids[row, width - len(p):] = torch.tensor(p)
         mask[row, width - len(p):] = 1
 
+    ids, mask = ids.to(hf_model.device), mask.to(hf_model.device)
+
     def run():
         with torch.no_grad():
             out = hf_model.generate(input_ids=ids, attention_mask=mask, do_sample=True,
@@ -107,9 +116,18 @@ def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int) ->
         assert out.shape == (len(prompts), width + new_tokens)
 
     run()  # warm-up (allocations, lazy init)
+    _sync_torch()
     start = time.perf_counter()
     run()
+    _sync_torch()
     return time.perf_counter() - start
+
+
+def _sync_torch() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def _ours_seconds(sampler: Sampler, prompts, new_tokens: int, iters: int = 3, **kw) -> float:
@@ -134,6 +152,7 @@ def run(spec: dict) -> dict:
                            hidden=cfg.hidden_size, vocab=cfg.vocab_size, dtype="float32")
     peak = matmul_peak_flops(n=spec["peak_n"])
     report["matmul_peak_gflops"] = round(peak / 1e9, 1)
+    report["torch_device"] = str(hf_model.device)
     report["torch_threads"] = _torch_threads(hf_model, cfg.vocab_size)
     n = spec["new_tokens"]
     lo, hi = spec["prompt_lengths"]

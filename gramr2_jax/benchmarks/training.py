@@ -87,9 +87,11 @@ def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> di
     hf_config = transformers.LlamaConfig(**{k: v for k, v in config_to_hf(cfg).items()
                                             if k not in ("architectures", "model_type")})
     hf_config._attn_implementation = "sdpa"
-    model = transformers.LlamaForCausalLM(hf_config).float().train()
+    # The peer runs where we run: CUDA when JAX runs on a GPU and torch sees one.
+    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    model = transformers.LlamaForCausalLM(hf_config).float().train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
-    tokens = torch.from_numpy(batch["tokens"]).long()
+    tokens = torch.from_numpy(batch["tokens"]).long().to(device)
 
     def one_step():
         out = model(input_ids=tokens, labels=tokens)
@@ -108,7 +110,7 @@ def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> di
         one_step()
         times.append(time.perf_counter() - start)
     return {**_summary(times[1:]), "first_step_s": first_s, "first_loss": first_loss,
-            "threads": torch.get_num_threads()}
+            "threads": torch.get_num_threads(), "device": device}
 
 
 def main() -> None:
