@@ -5,6 +5,7 @@ deviation (n - 1 in the denominator) over the group's finished runs, with n.
 """
 
 from collections.abc import Sequence
+import fnmatch
 import json
 import math
 import statistics
@@ -73,9 +74,14 @@ def _cell(stats: dict[str, float | int | None], group_n: int) -> str:
     return text
 
 
-def to_markdown(table: dict[str, list[dict[str, object]]]) -> str:
+def to_markdown(table: dict[str, list[dict[str, object]]],
+                metrics: Sequence[str] | None = None) -> str:
+    """The table as markdown; `metrics`: only these columns (fnmatch patterns, in this order)."""
     groups = table["groups"]
     metric_names = sorted({name for group in groups for name in group["metrics"]})
+    if metrics:
+        metric_names = [name for pattern in metrics
+                        for name in metric_names if fnmatch.fnmatchcase(name, pattern)]
     lines = ["# Sweep results", "",
              "| overrides (all but seed) | n | " + " | ".join(metric_names) + " |",
              "|---" * (len(metric_names) + 2) + "|"]
@@ -106,7 +112,9 @@ def _strict_json(value: object) -> object:
     return value
 
 
-def write(table: dict[str, list[dict[str, object]]], workdir: epath.Path) -> None:
+def write(table: dict[str, list[dict[str, object]]], workdir: epath.Path,
+          metrics: Sequence[str] | None = None) -> None:
+    """results.json (every metric) and results.md (the `metrics` columns, default all)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "results.json").write_text(json.dumps(_strict_json(table), indent=2, default=str))
-    (workdir / "results.md").write_text(to_markdown(table))
+    (workdir / "results.md").write_text(to_markdown(table, metrics))

@@ -41,6 +41,9 @@ _SEEDS = flags.DEFINE_list("seeds", [], "Cross every sweep point with these seed
 _MAX_RUNS = flags.DEFINE_integer("max_runs", None, "Start at most this many runs this time.")
 _DRY_RUN = flags.DEFINE_bool("dry_run", False, "Print the commands instead of running them.")
 _COLLECT_ONLY = flags.DEFINE_bool("collect_only", False, "Only rebuild results.md/json.")
+_METRICS = flags.DEFINE_list(
+    "metrics", [], "Columns of results.md and the printed table (fnmatch patterns, in order; "
+    "default: every metric). results.json always has them all.")
 _MAIN_CMD = flags.DEFINE_string(
     "main_cmd", f"{shlex.quote(sys.executable)} -m gramr2_jax.main",
     "Command that starts one run (shell words); tests point it at a fake main.")
@@ -88,8 +91,8 @@ def main(argv: Sequence[str]) -> None:
                                _DRY_RUN.value)
     if not _DRY_RUN.value:
         table = results.collect(runs)
-        results.write(table, epath.Path(_WORKDIR.value))
-        print(results.to_markdown(table))
+        results.write(table, epath.Path(_WORKDIR.value), _METRICS.value)
+        print(results.to_markdown(table, _METRICS.value))
 
 
 if __name__ == "__main__":

@@ -219,3 +219,14 @@ def test_metric_missing_from_some_runs_is_marked():
         "a": results.summarize([1.0, 3.0]), "b": results.summarize([2.0, 2.0, 5.0])}}], "runs": []}
     markdown = results.to_markdown(table)
     assert "| (defaults) | 3 | 2 ± 1.414 [2] | 3 ± 1.732 |" in markdown
+
+
+def test_metrics_select_and_order_the_markdown_columns():
+    metrics = {"test_id/accuracy": [0.5], "test_id/accuracy/logic": [0.25],
+               "test_ood/accuracy": [0.75]}
+    table = {"groups": [{"overrides": {"v": "x"}, "n": 1, "metrics": {
+        name: results.summarize(values) for name, values in metrics.items()}}], "runs": []}
+    markdown = results.to_markdown(table, ["test_ood/accuracy", "test_id/accuracy*"])
+    assert "| overrides (all but seed) | n | test_ood/accuracy | test_id/accuracy | " \
+           "test_id/accuracy/logic |" in markdown
+    assert "| v=x | 1 | 0.75 | 0.5 | 0.25 |" in markdown
