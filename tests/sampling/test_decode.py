@@ -11,8 +11,13 @@ from tests.sampling.conftest import (PROMPTS, TINY, full_forward_logits, full_fo
                                     tiny_model)
 
 
-def test_cached_decode_logits_equal_full_forward(model):
-    """Left-padded prefill + one-token steps (as the sampler runs them) vs full passes."""
+@pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])
+def test_cached_decode_logits_equal_full_forward(model, scan_layers):
+    """Left-padded prefill + one-token steps (as the sampler runs them) vs full passes.
+
+    Unrolled layers keep one cache array per layer, scanned layers one stacked array."""
+    if scan_layers:
+        model = tiny_model(config=TINY.replace(scan_layers=True))
     steps = 6
     tokens, mask = left_pad(PROMPTS, 32, pad_id=0)
     cache = KVCache.zeros(model.config, len(PROMPTS), 32 + steps)
@@ -35,10 +40,11 @@ def test_cached_decode_logits_equal_full_forward(model):
             np.testing.assert_allclose(cached[row], full[position], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize("window", [None, 4], ids=["full", "sliding4"])
-def test_shared_prefix_attention_equals_full_forward(window):
+@pytest.mark.parametrize("window,scan_layers", [(None, False), (4, False), (None, True)],
+                         ids=["full", "sliding4", "scanned"])
+def test_shared_prefix_attention_equals_full_forward(window, scan_layers):
     """Rows attending to one shared prompt cache (two-cache path) vs full passes."""
-    model = tiny_model(config=TINY.replace(sliding_window=window))
+    model = tiny_model(config=TINY.replace(sliding_window=window, scan_layers=scan_layers))
     prompts, rows_per_prompt, steps = [PROMPTS[2], PROMPTS[1]], 3, 5
     tokens, mask = left_pad(prompts, 8, pad_id=0)
     prefix = KVCache.zeros(model.config, len(prompts), 8)
