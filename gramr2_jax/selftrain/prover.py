@@ -57,6 +57,9 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
           seed: int) -> tuple[list[dict[str, Any]], int]:
     """Replaces each row's rationale by the best proof of its verdict; drops rows with none.
 
+    Works through `config.judge.batch_size` rows per sampler call (all kept pairs × k
+    candidates at once needed 23 GB on the demo); random keys are per row index, so
+    the proofs do not depend on the batch size.
     Returns (rows with proofs, number dropped because no candidate concluded with the label).
     """
     from gramr2_jax.models import from_pretrained, load_tokenizer
@@ -67,23 +70,24 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
     tokenizer = load_tokenizer(prover_dir)
     sampler = Sampler(from_pretrained(prover_dir), tokenizer)
     builders = _builders(config, tokenizer)
-    prompts = [builders[r["verdict"]].encode_prompt(r["prompt"], r["response_a"], r["response_b"])
-               for r in rows]
-    out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
-                           num_samples=num_candidates, seed=seed,
-                           temperature=config.selftrain.temperature)
-    conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
-    repeated = [prompts[p] for p in out.prompt_index]
-    conditional = sampler.score(repeated, conts).total
-    unconditional = sampler.score([[tokenizer.bos_token_id]] * len(conts), conts).total
-    scores = proof_scores(conditional, unconditional)
     best: dict[int, tuple[float, str]] = {}
-    for i, (p, text) in enumerate(zip(out.prompt_index, out.texts)):
-        judgment = judge_format.parse_judgment(text)
-        if judgment.verdict != rows[p]["verdict"] or not judgment.rationale:
-            continue  # a proof must conclude with the label it was asked to prove
-        if p not in best or scores[i] > best[p][0]:
-            best[p] = (float(scores[i]), judgment.rationale)
+    for start in range(0, len(rows), config.judge.batch_size):
+        part = list(range(start, min(start + config.judge.batch_size, len(rows))))
+        prompts = [builders[rows[p]["verdict"]].encode_prompt(
+            rows[p]["prompt"], rows[p]["response_a"], rows[p]["response_b"]) for p in part]
+        out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
+                               num_samples=num_candidates, seed=seed, prompt_ids=part,
+                               temperature=config.selftrain.temperature)
+        conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
+        conditional = sampler.score([prompts[i] for i in out.prompt_index], conts).total
+        unconditional = sampler.score([[tokenizer.bos_token_id]] * len(conts), conts).total
+        scores = proof_scores(conditional, unconditional)
+        for i, (local, text) in enumerate(zip(out.prompt_index, out.texts)):
+            p = part[local]
+            judgment = judge_format.parse_judgment(text)
+            if judgment.verdict != rows[p]["verdict"] or not judgment.rationale:
+                continue  # a proof must conclude with the label it was asked to prove
+            if p not in best or scores[i] > best[p][0]:
+                best[p] = (float(scores[i]), judgment.rationale)
     proved = [dict(rows[p], rationale=best[p][1], proof_score=best[p][0]) for p in sorted(best)]
     return proved, len(rows) - len(proved)
-

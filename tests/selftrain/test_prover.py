@@ -1,0 +1,71 @@
+"""Proof selection: the best-scoring proof that concludes with the label, in any batch size."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from gramr2_jax.data import judge_format
+from gramr2_jax.selftrain import prover
+
+
+def test_proof_scores_prefer_specific_over_generic_text():
+    # Same conditional likelihood; the proof that is less likely without the pair wins.
+    scores = prover.proof_scores(np.array([-10.0, -10.0]), np.array([-20.0, -40.0]))
+    assert scores[1] > scores[0] and (scores <= 0).all()
+
+
+@pytest.fixture(scope="module")
+def prover_dir(tmp_path_factory):
+    pytest.importorskip("torch")
+    from tests.downstream.judge_fixtures import make_judge_dir
+
+    return make_judge_dir(tmp_path_factory.mktemp("prover"))
+
+
+def _config(batch_size):
+    return ml_collections.ConfigDict({
+        "judge": {"max_prompt_len": 192, "max_new_tokens": 10, "batch_size": batch_size},
+        "selftrain": {"temperature": 1.0}})
+
+
+def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, monkeypatch):
+    # A random model never writes the answer tags: read every sample as a judgment that
+    # concludes with the label of its row, unless its text starts with "x" (then no verdict).
+    seen_texts, seen_scores = [], []
+
+    def parse(text):
+        seen_texts.append(text)
+        verdict = None if text.startswith("x") else parse.label
+        return judge_format.Judgment(rationale=text or "-", verdict=verdict, well_formed=True)
+
+    def scores(conditional, unconditional):
+        seen_scores.extend(original_scores(conditional, unconditional))
+        return original_scores(conditional, unconditional)
+
+    original_scores = prover.proof_scores
+
+    rows = [{"id": str(i), "prompt": f"What is {i} plus {i}?", "response_a": f"It is {2 * i}.",
+             "response_b": f"It is {i}.", "verdict": "A", "rationale": ""} for i in range(5)]
+    parse.label = "A"
+    monkeypatch.setattr(prover.judge_format, "parse_judgment", parse)
+    monkeypatch.setattr(prover, "proof_scores", scores)
+    results = []
+    for batch_size in (64, 2):
+        seen_texts.clear()
+        seen_scores.clear()
+        results.append(prover.prove(_config(batch_size), prover_dir, rows, num_candidates=3,
+                                    seed=7))
+        if batch_size == 64:  # one call: candidates of row p are samples 3p .. 3p+2
+            for row in results[0][0]:
+                p = int(row["id"])
+                valid = [(seen_scores[i], seen_texts[i] or "-") for i in range(3 * p, 3 * p + 3)
+                         if not seen_texts[i].startswith("x")]
+                assert (row["proof_score"], row["rationale"]) == pytest.approx(max(valid))
+    (large, dropped_large), (small, dropped_small) = results
+    assert dropped_small == dropped_large
+    assert [r["id"] for r in small] == [r["id"] for r in large]
+    for a, b in zip(small, large):
+        assert a["rationale"] == b["rationale"]
+        assert a["proof_score"] == pytest.approx(b["proof_score"], rel=1e-5)
+        assert a["proof_score"] <= 0
+    assert len(small) + dropped_small == len(rows)
