@@ -57,3 +57,10 @@ def matmul_peak_flops(dtype=jnp.float32, n: int | None = None, iters: int = 10) 
 
     seconds = _run_times(lambda: run(a, b), warmup=2, iters=iters)[0]
     return chain * 2.0 * n ** 3 / seconds
+
+
+def torch_device() -> str:
+    """Where the torch peer runs: CUDA when JAX runs on a GPU and torch sees one, else CPU."""
+    import torch
+
+    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"

@@ -27,7 +27,7 @@ import time
 import jax
 import numpy as np
 
-from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit
+from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, from_pretrained
 from gramr2_jax.sampling import Sampler
 
@@ -58,13 +58,6 @@ def _flops(cfg: ModelConfig, prompt_lengths: list[int], new_tokens: int, rows_pe
     return float(total)
 
 
-def _torch_device() -> str:
-    """The peer runs where we run: CUDA when JAX runs on a GPU and torch sees one."""
-    import torch
-
-    return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
-
-
 def _make_models(hf_kwargs: dict, out_dir: pathlib.Path):
     import torch
     import transformers
@@ -73,7 +66,7 @@ def _make_models(hf_kwargs: dict, out_dir: pathlib.Path):
     config = transformers.LlamaConfig(**hf_kwargs)
     hf_model = transformers.LlamaForCausalLM(config).eval()
     hf_model.save_pretrained(out_dir, safe_serialization=True)
-    return hf_model.to(_torch_device()), from_pretrained(out_dir)
+    return hf_model.to(torch_device()), from_pretrained(out_dir)
 
 
 def _torch_threads(hf_model, vocab: int) -> int:

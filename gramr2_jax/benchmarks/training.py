@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit
+from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, Transformer, config_to_hf
 from gramr2_jax.sharding import make_mesh
 from gramr2_jax.training.losses import Objective
@@ -87,8 +87,7 @@ def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> di
     hf_config = transformers.LlamaConfig(**{k: v for k, v in config_to_hf(cfg).items()
                                             if k not in ("architectures", "model_type")})
     hf_config._attn_implementation = "sdpa"
-    # The peer runs where we run: CUDA when JAX runs on a GPU and torch sees one.
-    device = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    device = torch_device()
     model = transformers.LlamaForCausalLM(hf_config).float().train().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.0)
     tokens = torch.from_numpy(batch["tokens"]).long().to(device)
