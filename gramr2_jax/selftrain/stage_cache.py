@@ -27,11 +27,13 @@ from gramr2_jax.selftrain import artifacts
 
 log = logging.getLogger(__name__)
 
-# stage dir → (its DONE marker's dir inside the stage, config sections it depends on)
+# stage dir → (its DONE marker's dir inside the stage, config sections it depends on);
+# each stage depends on everything the one before it does.
+_STAGE0 = ("data", "seed", "model", "mesh", "sharding", "stage0")
 STAGE_SECTIONS = {
     "data": (".", ("data",)),
-    "stage0": ("train", ("data", "seed", "model", "mesh", "sharding", "stage0")),
-    "stage1": (".", ("data", "seed", "model", "mesh", "sharding", "stage0", "judge", "stage1")),
+    "stage0": ("train", _STAGE0),
+    "stage1": (".", _STAGE0 + ("judge", "stage1")),
 }
 
 
