@@ -61,7 +61,8 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     for r in range(1, config.selftrain.num_rounds + 1):
         metrics = rounds.run_round(config, workdir, r, tokenizer=tokenizer, base_dir=base_dir,
                                    judge_dir=judge_dir, seed_rows=seed_rows, pool=pool,
-                                   earlier_kept=kept, make_judge=make_judge, tests=tests)
+                                   earlier_kept=kept, make_judge=make_judge, tests=tests,
+                                   previous=history[-1])
         history.append(metrics)
         judge_dir = pathlib.Path(metrics["model_dir"])
         kept += artifacts.read_jsonl(workdir / f"round_{r}" / "kept.jsonl")

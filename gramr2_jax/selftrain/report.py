@@ -79,6 +79,10 @@ def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
     lines += ["", "## Pseudo-labels", ""]
     lines += _table(history[1:], ["round", "label/kept", "label/yield", "label/precision",
                                   "label/abstain_rate", "label/position_bias"])
+    carried = [str(h["round"]) for h in history[1:] if h.get("retrained") is False]
+    if carried:
+        lines += ["", f"Round(s) {', '.join(carried)} kept no pair and did not retrain: the "
+                  "previous round's judge and metrics carry forward."]
     if baselines:
         lines += ["", "## Same-data baselines (trained on the seed set only)", ""]
         lines += _table([{"baseline": k, **v} for k, v in baselines.items()],

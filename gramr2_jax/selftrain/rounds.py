@@ -4,6 +4,10 @@ Round r's artifacts live in <workdir>/round_r/: labels/ (atomic shards),
 kept.jsonl (pseudo-labelled training rows), train/ (checkpoints + export),
 metrics.json and DONE. Gold labels of the pool are read only in `_report_labels`,
 for reporting; nothing that trains or filters sees them.
+
+A round whose filters keep no pair does not retrain (it has nothing new to learn
+from): the previous judge, and its held-out metrics (greedy, so they would be
+the same), carry forward.
 """
 
 from __future__ import annotations
@@ -83,8 +87,12 @@ def _report_labels(records, results, pool_by_id) -> dict[str, float]:
 
 def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, *, tokenizer,
               base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_rows: list[dict],
-              pool: list[dict], earlier_kept: list[dict], make_judge, tests) -> dict[str, Any]:
-    """Runs (or resumes) round r; returns its metrics and its model dir and kept rows."""
+              pool: list[dict], earlier_kept: list[dict], make_judge, tests,
+              previous: dict[str, Any]) -> dict[str, Any]:
+    """Runs (or resumes) round r; returns its metrics (with its model dir).
+
+    previous: the last round's metrics (stage 1's for r = 1), carried forward when
+    this round keeps no pair."""
     st = config.selftrain
     round_dir = workdir / f"round_{r}"
     if artifacts.is_done(round_dir):
@@ -116,13 +124,20 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
              stats.drops_by_reason, unproved)
 
     train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
-    start_dir = base_dir if st.retrain_from == "base" else judge_dir
-    model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train", tokenizer)
-    metrics = {"round": r, "model_dir": str(model_dir), "num_train_rows": len(train_rows),
+    metrics = {"round": r, "num_train_rows": len(train_rows), "retrained": bool(kept),
                "thresholds": dataclasses.asdict(thresholds), "drops": stats.drops_by_reason,
-               "label/unproved": unproved,
-               **_report_labels(records, results, pool_by_id),
-               **evaluate_all(make_judge(model_dir), tests, config.data.source == "synthetic")}
+               "label/unproved": unproved, **_report_labels(records, results, pool_by_id)}
+    if kept:
+        start_dir = base_dir if st.retrain_from == "base" else judge_dir
+        model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train",
+                                       tokenizer)
+        metrics.update(model_dir=str(model_dir), **evaluate_all(
+            make_judge(model_dir), tests, config.data.source == "synthetic"))
+    else:
+        log.warning("round %d kept no pair: no retraining, round %d's judge carries forward",
+                    r, r - 1)
+        metrics.update(model_dir=str(judge_dir), num_train_rows=previous["num_train_rows"],
+                       **{k: v for k, v in previous.items() if k.startswith("test_")})
     artifacts.write_json(round_dir / "metrics.json", metrics)
     artifacts.mark_done(round_dir)
     return metrics

@@ -1,0 +1,88 @@
+"""One self-training round with labelling, training and evaluation replaced by fakes."""
+
+import pathlib
+
+import pytest
+
+from configs import demo
+from gramr2_jax.data import judge_format
+from gramr2_jax.selftrain import artifacts, rounds
+from gramr2_jax.selftrain.filters import JudgmentSample, PairJudgments
+
+POOL = [{"id": f"p{i}", "category": "logic", "prompt": f"Question {i}?",
+         "response_a": f"Right {i}.", "response_b": f"Wrong {i}.", "gold": "A"} for i in range(4)]
+PREVIOUS = {"round": 0, "model_dir": "judge0", "num_train_rows": 16,
+            "test_id/accuracy": 0.625, "test_ood/accuracy": 0.5}
+
+
+def _judgment(verdict, swapped=False):
+    shown = {"A": "B", "B": "A"}[verdict] if swapped else verdict
+    text = judge_format.format_judgment(
+        f"Feedback: checked. Conclusion: Response {shown} is better.", shown)
+    return JudgmentSample(verdict, 0.99, 0.99 if verdict == "A" else 0.01, text)
+
+
+def _records(agree: bool):
+    """Every pair judged A twice in the original order; once in the swapped order, A again
+    or not (then the majority is still A, but the swap filter drops it)."""
+    return [PairJudgments(p["id"], [_judgment("A")] * 2,
+                          [_judgment("A" if agree else "B", swapped=True)]) for p in POOL]
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    calls = {"train": [], "evaluate": []}
+    monkeypatch.setattr(rounds.label, "label_pool", lambda *a, **k: None)
+
+    def train_judge(config, stage, start_dir, rows, out_dir, tokenizer):
+        calls["train"].append((start_dir, rows))
+        return out_dir / "export"
+
+    def evaluate_all(judge, tests, synthetic):
+        calls["evaluate"].append(judge)
+        return {"test_id/accuracy": 0.75, "test_ood/accuracy": 0.5}
+
+    monkeypatch.setattr(rounds.stages, "train_judge", train_judge)
+    monkeypatch.setattr(rounds, "evaluate_all", evaluate_all)
+    return calls
+
+
+def _run(tmp_path, monkeypatch, agree):
+    monkeypatch.setattr(rounds.label, "read_labels", lambda *a: _records(agree))
+    config = demo.get_config("smoke=True")
+    config.selftrain.num_rounds = 1
+    return rounds.run_round(config, tmp_path, 1, tokenizer=None, base_dir=pathlib.Path("base"),
+                            judge_dir=pathlib.Path("judge0"), seed_rows=[{"id": "s"}] * 16,
+                            pool=POOL, earlier_kept=[], make_judge=lambda d: f"judge@{d}",
+                            tests={}, previous=PREVIOUS)
+
+
+def test_round_that_keeps_no_pair_carries_the_previous_judge_forward(tmp_path, monkeypatch, fakes):
+    metrics = _run(tmp_path, monkeypatch, agree=False)  # the swap filter drops every pair
+    assert fakes["train"] == [] and fakes["evaluate"] == []
+    assert metrics["label/kept"] == 0 and metrics["drops"]["swap"] == len(POOL)
+    assert metrics["retrained"] is False and metrics["model_dir"] == "judge0"
+    assert metrics["test_id/accuracy"] == 0.625 and metrics["num_train_rows"] == 16
+    assert artifacts.read_jsonl(tmp_path / "round_1" / "kept.jsonl") == []
+    assert artifacts.is_done(tmp_path / "round_1")
+
+
+def test_round_that_keeps_pairs_retrains_on_seed_plus_kept(tmp_path, monkeypatch, fakes):
+    metrics = _run(tmp_path, monkeypatch, agree=True)
+    [(start_dir, rows)] = fakes["train"]
+    assert start_dir == pathlib.Path("judge0") and len(rows) == 16 + len(POOL)
+    assert [r["verdict"] for r in rows[16:]] == ["A"] * len(POOL)
+    assert fakes["evaluate"] == [f"judge@{tmp_path / 'round_1' / 'train' / 'export'}"]
+    assert metrics["retrained"] is True and metrics["label/kept"] == len(POOL)
+    assert metrics["test_id/accuracy"] == 0.75 and metrics["label/precision"] == 1.0
+
+
+def test_report_says_which_rounds_carried_the_previous_judge(tmp_path, monkeypatch, fakes):
+    pytest.importorskip("matplotlib")
+    from gramr2_jax.selftrain import report
+
+    history = [PREVIOUS, _run(tmp_path, monkeypatch, agree=False)]
+    report.write_report(tmp_path, history, {}, demo.get_config("smoke=True"))
+    text = (tmp_path / "report.md").read_text()
+    assert "Round(s) 1 kept no pair and did not retrain" in text
+    assert (tmp_path / "accuracy.png").stat().st_size > 0
