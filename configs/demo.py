@@ -14,16 +14,23 @@ selftrain/stage_cache.py), variant — one of VARIANTS:
   single_round   one round, with the pool of all rounds
   no_curriculum  every round uses the last (loosest) round's thresholds
   prover         rationales from a preference-proving model with proof selection
+  adaptive_tau   the confidence threshold set per round from the round's own labels
+                 (tau_quantile 0.7 → 0.5: the 30 % → 50 % most confident pairs pass it)
   baselines      no self-training; the same-data BT and GRAM-v1 verdict-token baselines
 """
 
 from gramr2_jax import config_lib
 
 VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "prover",
-            "baselines")
+            "adaptive_tau", "baselines")
 
 
 _ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", sweep="", stage_cache="")
+
+
+def _optional(kind):
+    """A field that is None here and can be set by a --config.x=... flag."""
+    return config_lib.ml_collections.config_dict.placeholder(kind)
 
 
 def get_config(arg=None):
@@ -73,7 +80,8 @@ def get_config(arg=None):
         label_only=False, filters_enabled=True,
         curriculum_enabled=True,
         curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
-                        start=dict(kappa=1.0, tau=0.9), end=dict(kappa=1.0, tau=0.8)),
+                        start=dict(kappa=1.0, tau=0.9, tau_quantile=_optional(float)),
+                        end=dict(kappa=1.0, tau=0.8, tau_quantile=_optional(float))),
         batch_size=16, epochs=4.0, min_steps=100,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
@@ -99,6 +107,8 @@ _VARIANT_OVERRIDES = {
     "single_round": {"selftrain.num_rounds": 1, "selftrain.pool_per_round": "all"},
     "no_curriculum": {"selftrain.curriculum_enabled": False},
     "prover": {"selftrain.rationale_source": "prover"},
+    "adaptive_tau": {"selftrain.curriculum.start.tau_quantile": 0.7,
+                     "selftrain.curriculum.end.tau_quantile": 0.5},
     "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
 }
 

@@ -10,7 +10,10 @@ Config (a plain dict or an ml_collections.ConfigDict), rounds numbered 1..num_ro
     end: {kappa: 0.6, tau: 0.6}      #   to end (last round); ints are rounded
 
 A threshold set to None switches its filter off (kappa, tau, sigma); swap_agreement
-and rationale_rules are switches themselves.
+and rationale_rules are switches themselves. tau_quantile, when set, replaces the
+fixed tau by one set each round from that round's labels: that quantile of the
+confidences of its labelled pairs (0.7: the 30 % most confident pass), so a judge
+whose confidence drifts after retraining still passes its best pairs.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 class FilterThresholds:
     kappa: float | None = 0.8  # min share of all samples voting for the majority label
     tau: float | None = 0.7  # min mean probability of the majority label
+    tau_quantile: float | None = None  # if set, tau = this quantile of the round's confidences
     sigma: float | None = None  # min teacher-forced p(verdict | rationale); None = no self-check
     swap_agreement: bool = True  # majority in original order == majority in swapped order
     rationale_rules: bool = True  # tags, length bounds, sections, conclusion == verdict
@@ -38,7 +42,7 @@ class FilterThresholds:
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(FilterThresholds))
-_PROBABILITIES = ("kappa", "tau", "sigma")
+_PROBABILITIES = ("kappa", "tau", "tau_quantile", "sigma")
 _SWITCHES = ("swap_agreement", "rationale_rules")
 _LENGTHS = ("min_chars", "max_chars")
 _SCHEDULES = ("constant", "explicit", "linear")

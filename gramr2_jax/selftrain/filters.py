@@ -10,6 +10,7 @@ Filters, each switchable through FilterThresholds (None / False = off):
   vote        share of ALL samples voting for the majority label >= kappa
               (abstains stay in the denominator, so they count against)
   confidence  mean p(majority label) over samples with a probability >= tau
+              (with tau_quantile: tau = that quantile of the labelled pairs' confidences)
   swap        majority label in original order == majority in swapped order
   rationale   some agreeing sample has well-formed tags, a rationale of
               min_chars..max_chars with the required sections, and a
@@ -27,6 +28,8 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
+
+import numpy as np
 
 from gramr2_jax.data import judge_format
 from gramr2_jax.selftrain.curriculum import FilterThresholds
@@ -90,6 +93,7 @@ class FilterStats:
     kept: int
     kept_by_label: dict[str, int]  # position balance of what is kept
     drops_by_reason: dict[str, int]  # a dropped pair counts once for each failed filter
+    tau: float | None = None  # the confidence threshold applied (set from tau_quantile or not)
 
 
 def conclusion_names(rationale: str) -> str | None:
@@ -215,11 +219,29 @@ def filter_pairs(
     records: Iterable[PairJudgments], thresholds: FilterThresholds
 ) -> tuple[list[FilterResult], FilterStats]:
     """Filters every pair; returns the per-pair results and the aggregate counts."""
+    records = list(records)
+    if thresholds.tau_quantile is not None:
+        thresholds = dataclasses.replace(thresholds, tau=quantile_tau(records, thresholds.tau_quantile),
+                                         tau_quantile=None)
     results = [filter_pair(record, thresholds) for record in records]
-    return results, summarize(results)
+    return results, summarize(results, thresholds.tau)
 
 
-def summarize(results: Sequence[FilterResult]) -> FilterStats:
+def quantile_tau(records: Sequence[PairJudgments], q: float) -> float | None:
+    """The q-quantile (lower) of the confidences of the pairs that get a majority label;
+    None (no confidence filter) when no pair gets one."""
+    confidences = []
+    for record in records:
+        samples = list(record.original) + list(record.swapped)
+        label = majority_label(samples)
+        if label is not None:
+            confidences.append(_confidence(samples, label))
+    if not confidences:
+        return None
+    return float(np.quantile(np.asarray(confidences), q, method="lower"))
+
+
+def summarize(results: Sequence[FilterResult], tau: float | None = None) -> FilterStats:
     kept = [r for r in results if r.keep]
     drops = collections.Counter(reason for r in results for reason in r.reasons)
     return FilterStats(
@@ -227,4 +249,5 @@ def summarize(results: Sequence[FilterResult]) -> FilterStats:
         kept=len(kept),
         kept_by_label={v: sum(r.label == v for r in kept) for v in judge_format.VERDICTS},
         drops_by_reason={name: drops[name] for name in FILTER_NAMES},
+        tau=tau,
     )

@@ -36,8 +36,8 @@ def round_thresholds(st: ml_collections.ConfigDict, r: int) -> curriculum.Filter
         r = st.num_rounds
     thresholds = curriculum.thresholds_for_round(cur, r)
     if not st.filters_enabled:
-        thresholds = dataclasses.replace(thresholds, kappa=None, tau=None, sigma=None,
-                                         swap_agreement=False, rationale_rules=False)
+        thresholds = dataclasses.replace(thresholds, kappa=None, tau=None, tau_quantile=None,
+                                         sigma=None, swap_agreement=False, rationale_rules=False)
     return thresholds
 
 
@@ -125,8 +125,9 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
 
     train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
     metrics = {"round": r, "num_train_rows": len(train_rows), "retrained": bool(kept),
-               "thresholds": dataclasses.asdict(thresholds), "drops": stats.drops_by_reason,
-               "label/unproved": unproved, **_report_labels(records, results, pool_by_id)}
+               "thresholds": dataclasses.asdict(thresholds), "tau_applied": stats.tau,
+               "drops": stats.drops_by_reason, "label/unproved": unproved,
+               **_report_labels(records, results, pool_by_id)}
     if kept:
         start_dir = base_dir if st.retrain_from == "base" else judge_dir
         model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train",

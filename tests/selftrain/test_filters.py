@@ -198,6 +198,36 @@ def test_per_round_thresholds_change_what_is_kept():
     assert kept == [False, False, True]  # agreement 0.8, confidence 0.72
 
 
+def test_tau_quantile_sets_tau_from_the_rounds_own_confidences():
+    # Confidences 0.55, 0.60, ..., 0.95 (every pair's majority is A); no majority: ignored.
+    records = [PairJudgments(str(i), [original("A", p=0.55 + i / 20)]) for i in range(9)]
+    records.append(PairJudgments("tie", [original("A", p=0.5), original("B", p=0.5)]))
+    results, stats = filter_pairs(records, only(tau=0.99, tau_quantile=0.7))  # tau is replaced
+    assert stats.tau == pytest.approx(0.80)  # the lower 0.7-quantile of the 9 confidences
+    assert [r.pair_id for r in results if r.keep] == ["5", "6", "7", "8"]
+    assert [r.reasons for r in results[:5]] == [("confidence",)] * 5
+    assert results[-1].reasons == ("no_label",)
+    # The same labels with every probability lower by 0.3: the same pairs pass.
+    shifted = [PairJudgments(str(i), [original("A", p=0.25 + i / 20)]) for i in range(9)]
+    results, stats = filter_pairs(shifted, only(tau_quantile=0.7))
+    assert stats.tau == pytest.approx(0.50) and [r.keep for r in results] == [False] * 5 + [True] * 4
+    # A fixed tau passes none of the shifted pairs.
+    assert filter_pairs(shifted, only(tau=0.8))[1].kept == 0
+
+
+def test_tau_quantile_follows_the_curriculum():
+    cfg = {"num_rounds": 3, "schedule": "linear", "start": {"tau": None, "tau_quantile": 0.8},
+           "end": {"tau": None, "tau_quantile": 0.4}}
+    records = [PairJudgments(str(i), [original("A", p=0.5 + i / 20)]) for i in range(1, 11)]
+    kept = [filter_pairs(records, dataclasses.replace(curriculum.thresholds_for_round(cfg, r),
+                                                      kappa=None, swap_agreement=False,
+                                                      rationale_rules=False))[1].kept
+            for r in (1, 2, 3)]
+    assert kept == [3, 5, 7]  # the top 20 %, 40 %, 60 % (ties at the quantile pass)
+    with pytest.raises(ValueError, match="tau_quantile: must be a number in"):
+        curriculum.FilterThresholds(tau_quantile=1.5)
+
+
 def test_deterministic():
     records = [PairJudgments(str(i), [original("A", p=0.5 + i / 20)], [swapped("B")]) for i in range(10)]
     assert filter_pairs(records, curriculum.FilterThresholds()) == filter_pairs(records, curriculum.FilterThresholds())
