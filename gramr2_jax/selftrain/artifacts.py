@@ -8,6 +8,7 @@ outputs instead of recomputing them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pathlib
 import tempfile
@@ -34,7 +35,19 @@ def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
 
 
 def write_json(path: pathlib.Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    """Strict JSON: NaN and ±inf (e.g. the precision of a round that kept nothing) as null."""
+    text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    return obj
 
 
 def read_json(path: pathlib.Path) -> Any:

@@ -36,7 +36,8 @@ def plot(history: list[dict[str, Any]], out_dir: pathlib.Path) -> list[str]:
     for name, (title, keys) in panels.items():
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for key in keys:
-            points = [(r, h[key]) for r, h in zip(rounds, history) if key in h]
+            points = [(r, h[key]) for r, h in zip(rounds, history)
+                      if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
             if points:
                 ax.plot(*zip(*points), marker="o", label=key)
         ax.set_xlabel("round (0 = seed SFT)")

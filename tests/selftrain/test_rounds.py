@@ -1,5 +1,6 @@
 """One self-training round with labelling, training and evaluation replaced by fakes."""
 
+import json
 import pathlib
 
 import pytest
@@ -64,6 +65,9 @@ def test_round_that_keeps_no_pair_carries_the_previous_judge_forward(tmp_path, m
     assert metrics["retrained"] is False and metrics["model_dir"] == "judge0"
     assert metrics["test_id/accuracy"] == 0.625 and metrics["num_train_rows"] == 16
     assert artifacts.read_jsonl(tmp_path / "round_1" / "kept.jsonl") == []
+    # No kept pair, so no precision: written as null, as strict JSON readers need.
+    assert json.loads((tmp_path / "round_1" / "metrics.json").read_text(),
+                      parse_constant=pytest.fail)["label/precision"] is None
     assert artifacts.is_done(tmp_path / "round_1")
 
 
