@@ -27,8 +27,11 @@ def summarize(values: Sequence[float]) -> dict[str, float | int | None]:
 
 
 def _numeric(metrics: dict[str, object]) -> dict[str, float]:
+    """The finite numbers; NaN, inf and null (a metric a run could not measure) count as
+    missing, so the table marks how many runs it averages ([n])."""
     return {name: float(value) for name, value in metrics.items()
-            if isinstance(value, (int, float)) and not isinstance(value, bool)}
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value)}
 
 
 def _run_row(run: "Run") -> dict[str, object]:

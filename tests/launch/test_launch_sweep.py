@@ -221,6 +221,21 @@ def test_metric_missing_from_some_runs_is_marked():
     assert "| (defaults) | 3 | 2 ± 1.414 [2] | 3 ± 1.732 |" in markdown
 
 
+def test_unmeasured_metrics_count_as_missing(tmp_path):
+    # NaN (older final_metrics.json), null and inf: left out of the mean, marked [n].
+    runs = []
+    for seed, precision in enumerate((0.5, float("nan"), None, float("inf"), 0.75)):
+        workdir = epath.Path(tmp_path / f"seed={seed}")
+        workdir.mkdir()
+        (workdir / results.FINAL_METRICS).write_text(json.dumps(
+            {"label/precision": precision, "test_id/accuracy": 0.5}))
+        runs.append(sweep_runs.Run(f"seed={seed}", {"seed": seed}, workdir))
+    [group] = results.collect(runs)["groups"]
+    assert group["metrics"]["label/precision"] == {"mean": 0.625, "std": pytest.approx(0.1768, abs=1e-4), "n": 2}
+    assert "| (defaults) | 5 | 0.625 ± 0.1768 [2] | 0.5 ± 0 |" in results.to_markdown(
+        {"groups": [group], "runs": []})
+
+
 def test_metrics_select_and_order_the_markdown_columns():
     metrics = {"test_id/accuracy": [0.5], "test_id/accuracy/logic": [0.25],
                "test_ood/accuracy": [0.75]}
