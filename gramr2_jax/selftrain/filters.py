@@ -221,8 +221,8 @@ def filter_pairs(
     """Filters every pair; returns the per-pair results and the aggregate counts."""
     records = list(records)
     if thresholds.tau_quantile is not None:
-        thresholds = dataclasses.replace(thresholds, tau=quantile_tau(records, thresholds.tau_quantile),
-                                         tau_quantile=None)
+        tau = quantile_tau(records, thresholds.tau_quantile)
+        thresholds = dataclasses.replace(thresholds, tau=tau, tau_quantile=None)
     results = [filter_pair(record, thresholds) for record in records]
     return results, summarize(results, thresholds.tau)
 

@@ -231,7 +231,8 @@ def test_unmeasured_metrics_count_as_missing(tmp_path):
             {"label/precision": precision, "test_id/accuracy": 0.5}))
         runs.append(sweep_runs.Run(f"seed={seed}", {"seed": seed}, workdir))
     [group] = results.collect(runs)["groups"]
-    assert group["metrics"]["label/precision"] == {"mean": 0.625, "std": pytest.approx(0.1768, abs=1e-4), "n": 2}
+    assert group["metrics"]["label/precision"] == {
+        "mean": 0.625, "std": pytest.approx(0.1768, abs=1e-4), "n": 2}
     assert "| (defaults) | 5 | 0.625 ± 0.1768 [2] | 0.5 ± 0 |" in results.to_markdown(
         {"groups": [group], "runs": []})
 

@@ -210,7 +210,8 @@ def test_tau_quantile_sets_tau_from_the_rounds_own_confidences():
     # The same labels with every probability lower by 0.3: the same pairs pass.
     shifted = [PairJudgments(str(i), [original("A", p=0.25 + i / 20)]) for i in range(9)]
     results, stats = filter_pairs(shifted, only(tau_quantile=0.7))
-    assert stats.tau == pytest.approx(0.50) and [r.keep for r in results] == [False] * 5 + [True] * 4
+    assert stats.tau == pytest.approx(0.50)
+    assert [r.keep for r in results] == [False] * 5 + [True] * 4
     # A fixed tau passes none of the shifted pairs.
     assert filter_pairs(shifted, only(tau=0.8))[1].kept == 0
 
