@@ -83,7 +83,7 @@ def _evaluated(stage_dir: pathlib.Path, model_dir: Callable[[], pathlib.Path],
                **evaluation.evaluate_judge(make_judge(directory), test)}
     artifacts.write_json(stage_dir / "metrics.json", metrics)
     artifacts.mark_done(stage_dir)
-    return metrics
+    return artifacts.read_json(stage_dir / "metrics.json")  # as a resumed run reads it
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -118,7 +118,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
                "arms": {arm: {str(n): m for n, m in per.items()} for arm, per in results.items()}}
     artifacts.write_json(workdir / "adaptation.json", summary)
     write_report(workdir, summary)
-    return summary
+    return artifacts.read_json(workdir / "adaptation.json")
 
 
 def curve(summary: dict[str, Any], arm: str, key: str = "accuracy") -> list[tuple[int, float]]:

@@ -69,8 +69,9 @@ _fault_counts: dict[str, int] = {}
 def fault_point(name: str) -> None:
     """Test hook: SIGKILLs this process at the n-th pass of a named point.
 
-    Set GRAMR2_KILL_AT=name:n (e.g. "label_shard:2", "train_example:40") to
-    simulate a preempted worker at exactly that moment; unset, it does nothing.
+    Set GRAMR2_KILL_AT=name:n (e.g. "label_shard:2", "train_example:40", or
+    "train_example@stage1:20" for one stage's training) to simulate a preempted
+    worker at exactly that moment; unset, it does nothing.
     """
     spec = os.environ.get(_FAULT_ENV)
     if not spec:

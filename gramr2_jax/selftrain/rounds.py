@@ -141,7 +141,7 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
                        **{k: v for k, v in previous.items() if k.startswith("test_")})
     artifacts.write_json(round_dir / "metrics.json", metrics)
     artifacts.mark_done(round_dir)
-    return metrics
+    return artifacts.read_json(round_dir / "metrics.json")  # as a resumed run reads it
 
 
 def evaluate_all(judge, tests: dict[str, list[dict]], synthetic_data: bool) -> dict[str, float]:

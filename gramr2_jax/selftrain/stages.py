@@ -57,8 +57,11 @@ def run_training(train_cfg: dict[str, Any], model_or_dir, examples: Sequence[Any
     export = out_dir / "export"
     if artifacts.is_done(out_dir):
         return export
+    stage = out_dir.parent.name  # stage0, stage1, round_2, ...
+
     def encode_example(example):
         artifacts.fault_point("train_example")
+        artifacts.fault_point(f"train_example@{stage}")
         return encode(example)
 
     # batch_size is global: each host loads its own rows of every global batch.

@@ -30,9 +30,10 @@ def test_killed_pipeline_resumes_to_the_uninterrupted_result(tmp_path):
 
     resumed = tmp_path / "resumed"
     # Stage-0 pretraining mid-run (window 2 of its data, after the step-3 checkpoint),
-    # round-1 labelling after its first of two shards, then round 2's retraining (the
-    # smoke rounds encode 16 examples each); each run continues where the last died.
-    for kill_at in ("train_example:200", "label_shard:1", "train_example:20"):
+    # stage-1 SFT in its second batch, then round-1 labelling after its first of two
+    # shards; each run continues where the last died. (The smoke judge is too small to
+    # write a verdict, so its rounds keep no pair and do not retrain.)
+    for kill_at in ("train_example:200", "train_example@stage1:20", "label_shard:1"):
         out = _run(resumed, kill_at)
         assert out.returncode == -signal.SIGKILL, (kill_at, out.stderr[-3000:])
     final = _run(resumed)
