@@ -51,6 +51,13 @@ class SampleOutput:
     verdict_found: np.ndarray | None = None
 
 
+def _key_seed(seed: int) -> jax.Array:
+    """Any Python int as the uint32 seed of the random key: seeds equal modulo 2**32 give
+    the same samples, and 0 <= seed < 2**31 gives jax.random.key(seed) itself. (Callers
+    derive seeds, e.g. seed · 1000 + round; an int32 overflowed from config.seed 3 on.)"""
+    return jnp.uint32(int(seed) % (1 << 32))
+
+
 class Sampler:
     """Batched sampling and teacher-forced scoring for a `Transformer`.
 
@@ -142,6 +149,7 @@ class Sampler:
         prompts: strings (tokenized with the tokenizer, BOS as it adds it) or id lists.
         method: overrides temperature/top_k/top_p (temperature 0 = greedy).
         stop_tokens: None = the tokenizer's (else the config's) EOS ids; () = none.
+        seed: any int (reduced modulo 2**32).
         prompt_ids: per-prompt ids for the random keys (default 0..B-1); give a
           prompt the same id and seed to get the same samples in any batch.
         prefix: "shared" (default) prefills each prompt once and its k samples
@@ -172,7 +180,7 @@ class Sampler:
         with self._context():
             out = self._generate(self.graphdef, params, self._batch_input(tokens),
                                  self._batch_input(mask), jnp.asarray(pids),
-                                 jnp.int32(seed), method, plan)
+                                 _key_seed(seed), method, plan)
         rows = num * num_samples
         out = {name: np.asarray(value)[:rows] for name, value in out.items()}
         texts = None

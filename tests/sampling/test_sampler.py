@@ -34,6 +34,20 @@ def test_row_does_not_depend_on_batch_composition(sampler):
     np.testing.assert_array_equal(alone.tokens, batch.tokens[6:9])
 
 
+def test_seed_is_any_int_reduced_modulo_2_32(sampler):
+    # The pipeline derives labelling seeds as (seed · 1000 + round) · 1000003 + shard,
+    # past int32 from config.seed 3 on; 0 <= seed < 2**31 keeps jax.random.key(seed).
+    small = sampler.generate(PROMPTS, seed=5, **KW)
+    np.testing.assert_array_equal(sampler.generate(PROMPTS, seed=2**32 + 5, **KW).tokens,
+                                  small.tokens)
+    big = sampler.generate(PROMPTS, seed=3_001_009_003, **KW)
+    assert not np.array_equal(big.tokens, small.tokens)
+    # The uint32 seed makes the same key as the int seed did (so earlier runs reproduce).
+    for seed in (0, 5, 2**31 - 1):
+        np.testing.assert_array_equal(jax.random.key_data(jax.random.key(jnp.uint32(seed))),
+                                      jax.random.key_data(jax.random.key(seed)))
+
+
 def test_temperature_and_top_p_are_traced_not_recompiled(sampler):
     hot = sampler.generate(PROMPTS, seed=1, **{**KW, "temperature": 2.0, "top_p": 0.95})
     compiled = sampler._generate._cache_size()
