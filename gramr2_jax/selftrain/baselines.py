@@ -12,6 +12,7 @@ The seed-only generative judge is stage 1 itself (round 0 of every run).
 from __future__ import annotations
 
 import collections
+import functools
 import pathlib
 from typing import Any, Callable, Sequence
 
@@ -108,7 +109,6 @@ def run_all(config, workdir: pathlib.Path, base_dir, seed_rows, tokenizer,
         if artifacts.is_done(run_dir):
             out[name] = artifacts.read_json(run_dir / "metrics.json")
             continue
-        builder = stages.judge_builder(config, tokenizer)
         if name == "bt":
             pair_builder = PairSequenceBuilder(tokenizer, max_len=config.judge.max_len)
             pairs = _bt_pairs(seed_rows)
@@ -116,16 +116,18 @@ def run_all(config, workdir: pathlib.Path, base_dir, seed_rows, tokenizer,
                 stages.train_config(config, config.stage1, len(pairs), loss="bt"), base_dir,
                 pairs, bt_encoder(pair_builder), run_dir / "train", tokenizer=tokenizer,
                 batch_size=config.stage1.batch_size, seed=config.seed, max_len=config.judge.max_len)
-            evaluate = lambda rows: evaluate_bt(model_dir, tokenizer, rows, config.judge.max_len)  # noqa: E731
+            evaluate = functools.partial(evaluate_bt, model_dir, tokenizer,
+                                         max_len=config.judge.max_len)
         else:
-            rows = [dict(r, rationale="") for r in seed_rows]
-            model_dir = stages.train_judge(config, config.stage1, base_dir, rows, run_dir / "train",
-                                           tokenizer, loss="verdict")
-            evaluate = lambda rows: evaluate_verdict(model_dir, builder, rows)  # noqa: E731
+            train_rows = [dict(r, rationale="") for r in seed_rows]
+            model_dir = stages.train_judge(config, config.stage1, base_dir, train_rows,
+                                           run_dir / "train", tokenizer, loss="verdict")
+            evaluate = functools.partial(evaluate_verdict, model_dir,
+                                         stages.judge_builder(config, tokenizer))
         metrics = {"model_dir": str(model_dir)}
-        for test_name, rows in tests.items():
-            metrics.update({f"{test_name}/{k}": v for k, v in evaluate(rows).items()})
+        for test_name, test_rows in tests.items():
+            metrics.update({f"{test_name}/{k}": v for k, v in evaluate(test_rows).items()})
         artifacts.write_json(run_dir / "metrics.json", metrics)
         artifacts.mark_done(run_dir)
-        out[name] = metrics
+        out[name] = artifacts.read_json(run_dir / "metrics.json")  # as a resumed run reads it
     return out
