@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow  # ~30 s: stage 0, stage 1 and both baselines
 
 def _run(workdir):
     return subprocess.run(
-        [sys.executable, "-m", "gramr2_jax.main", "--config=configs/demo.py:smoke,variant=baselines",
-         f"--workdir={workdir}"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+        [sys.executable, "-m", "gramr2_jax.main",
+         "--config=configs/demo.py:smoke,variant=baselines", f"--workdir={workdir}"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
         capture_output=True, text=True, timeout=900)
 
 
