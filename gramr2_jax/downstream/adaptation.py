@@ -81,9 +81,9 @@ def _evaluated(stage_dir: pathlib.Path, model_dir: Callable[[], pathlib.Path],
     directory = model_dir()
     metrics = {**info, "model_dir": str(directory),
                **evaluation.evaluate_judge(make_judge(directory), test)}
-    artifacts.write_json(stage_dir / "metrics.json", metrics)
+    metrics = artifacts.write_json(stage_dir / "metrics.json", metrics)
     artifacts.mark_done(stage_dir)
-    return artifacts.read_json(stage_dir / "metrics.json")  # as a resumed run reads it
+    return metrics
 
 
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
@@ -116,9 +116,9 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
                "foundation_categories": list(config.data.categories),
                "zero_shot": zero_shot,
                "arms": {arm: {str(n): m for n, m in per.items()} for arm, per in results.items()}}
-    artifacts.write_json(workdir / "adaptation.json", summary)
+    summary = artifacts.write_json(workdir / "adaptation.json", summary)
     write_report(workdir, summary)
-    return artifacts.read_json(workdir / "adaptation.json")
+    return summary
 
 
 def curve(summary: dict[str, Any], arm: str, key: str = "accuracy") -> list[tuple[int, float]]:

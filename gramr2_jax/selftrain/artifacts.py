@@ -34,10 +34,14 @@ def read_jsonl(path: pathlib.Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def write_json(path: pathlib.Path, obj: Any) -> None:
-    """Strict JSON: NaN and ±inf (e.g. the precision of a round that kept nothing) as null."""
+def write_json(path: pathlib.Path, obj: Any) -> Any:
+    """Strict JSON: NaN and ±inf (e.g. the precision of a round that kept nothing) as null.
+
+    Returns obj as `read_json` will give it back, so a fresh run can return exactly what a
+    resumed run reads."""
     text = json.dumps(_json_safe(obj), indent=2, sort_keys=True, allow_nan=False)
     atomic_write_text(path, text + "\n")
+    return json.loads(text)
 
 
 def _json_safe(obj: Any) -> Any:

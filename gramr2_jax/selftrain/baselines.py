@@ -127,7 +127,6 @@ def run_all(config, workdir: pathlib.Path, base_dir, seed_rows, tokenizer,
         metrics = {"model_dir": str(model_dir)}
         for test_name, test_rows in tests.items():
             metrics.update({f"{test_name}/{k}": v for k, v in evaluate(test_rows).items()})
-        artifacts.write_json(run_dir / "metrics.json", metrics)
+        out[name] = artifacts.write_json(run_dir / "metrics.json", metrics)
         artifacts.mark_done(run_dir)
-        out[name] = artifacts.read_json(run_dir / "metrics.json")  # as a resumed run reads it
     return out

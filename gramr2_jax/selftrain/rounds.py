@@ -123,25 +123,25 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
     log.info("round %d: kept %d/%d pairs (drops: %s; no proof: %d)", r, len(kept), stats.total,
              stats.drops_by_reason, unproved)
 
-    train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
-    metrics = {"round": r, "num_train_rows": len(train_rows), "retrained": bool(kept),
+    metrics = {"round": r, "retrained": bool(kept),
                "thresholds": dataclasses.asdict(thresholds), "tau_applied": stats.tau,
                "drops": stats.drops_by_reason, "label/unproved": unproved,
                **_report_labels(records, results, pool_by_id)}
     if kept:
+        train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
         start_dir = base_dir if st.retrain_from == "base" else judge_dir
         model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train",
                                        tokenizer)
-        metrics.update(model_dir=str(model_dir), **evaluate_all(
+        metrics.update(model_dir=str(model_dir), num_train_rows=len(train_rows), **evaluate_all(
             make_judge(model_dir), tests, config.data.source == "synthetic"))
     else:
         log.warning("round %d kept no pair: no retraining, round %d's judge carries forward",
                     r, r - 1)
         metrics.update(model_dir=str(judge_dir), num_train_rows=previous["num_train_rows"],
                        **{k: v for k, v in previous.items() if k.startswith("test_")})
-    artifacts.write_json(round_dir / "metrics.json", metrics)
+    metrics = artifacts.write_json(round_dir / "metrics.json", metrics)
     artifacts.mark_done(round_dir)
-    return artifacts.read_json(round_dir / "metrics.json")  # as a resumed run reads it
+    return metrics
 
 
 def evaluate_all(judge, tests: dict[str, list[dict]], synthetic_data: bool) -> dict[str, float]:

@@ -68,6 +68,7 @@ def test_round_that_keeps_no_pair_carries_the_previous_judge_forward(tmp_path, m
     # No kept pair, so no precision: written as null, as strict JSON readers need.
     assert json.loads((tmp_path / "round_1" / "metrics.json").read_text(),
                       parse_constant=pytest.fail)["label/precision"] is None
+    assert metrics["label/precision"] is None  # returned as a resumed run reads it
     assert artifacts.is_done(tmp_path / "round_1")
 
 
