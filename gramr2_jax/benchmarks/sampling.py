@@ -1,6 +1,6 @@
 """Sampling throughput vs transformers `generate`, FLOP/s vs matmul peak, prefix sharing.
 
-    python -m gramr2_jax.benchmarks.sampling [--quick] [--out FILE]
+    python -m gramr2_jax.benchmarks.sampling [--quick] [--out FILE] [--default_malloc]
 
 Everything is measured in one run and printed as JSON. Both sides run the SAME
 random weights (a transformers Llama is built, saved, and loaded here with
@@ -27,6 +27,7 @@ import time
 import jax
 import numpy as np
 
+from gramr2_jax import hostmem
 from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, from_pretrained
 from gramr2_jax.sampling import Sampler
@@ -188,8 +189,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--default_malloc", action="store_true",
+                        help="leave glibc malloc as it is (see gramr2_jax/hostmem.py)")
     args = parser.parse_args(argv)
-    report = run(QUICK if args.quick else FULL)
+    keep_freed_memory = not args.default_malloc and hostmem.keep_freed_memory()
+    report = {"keep_freed_memory": keep_freed_memory, **run(QUICK if args.quick else FULL)}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

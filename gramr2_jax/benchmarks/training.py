@@ -1,6 +1,7 @@
 """Training-step throughput: this codebase's jitted step vs transformers + torch AdamW.
 
     python -m gramr2_jax.benchmarks.training [--quick] [--scan_layers] [--remat=full]
+                                             [--default_malloc]
 
 Prints one JSON object. Both sides train the same Llama-style config on the same
 token batch with AdamW (SFT loss over every next token, float32 everywhere, so
@@ -10,6 +11,10 @@ MFU = 6·N·tokens/s ÷ peak, with N = parameters that take part in matmuls (all
 but the input embedding table, which is a gather). Attention's T² FLOPs are not
 counted, as in the usual 6N rule. Step times are the best of `--iters` steps
 (the median is printed too), matching the best-of matmul peak.
+
+Both sides run in this one process, after `hostmem.keep_freed_memory()` (as in
+`gramr2_jax.main`) unless --default_malloc; minor page faults per step are
+printed for each side.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from gramr2_jax import hostmem
 from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, Transformer, config_to_hf
 from gramr2_jax.sharding import make_mesh
@@ -68,8 +74,12 @@ def time_jax(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> dict
     start = time.perf_counter()
     first_loss = float(one_step())
     compile_s = time.perf_counter() - start
-    times = [timeit(one_step, warmup=0, iters=1) for _ in range(iters + 1)][1:]
-    return {**_summary(times), "compile_and_first_step_s": compile_s, "first_loss": first_loss}
+    one_step()  # warm-up
+    faults = hostmem.minor_page_faults()
+    times = [timeit(one_step, warmup=0, iters=1) for _ in range(iters)]
+    faults = (hostmem.minor_page_faults() - faults) / iters
+    return {**_summary(times), "compile_and_first_step_s": compile_s, "first_loss": first_loss,
+            "page_faults_per_step": faults}
 
 
 def _summary(times: list[float]) -> dict[str, float]:
@@ -103,13 +113,16 @@ def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> di
     start = time.perf_counter()
     first_loss = one_step()
     first_s = time.perf_counter() - start
+    one_step()  # warm-up
+    faults = hostmem.minor_page_faults()
     times = []
-    for _ in range(iters + 1):  # the first one is a warm-up
+    for _ in range(iters):
         start = time.perf_counter()
         one_step()
         times.append(time.perf_counter() - start)
-    return {**_summary(times[1:]), "first_step_s": first_s, "first_loss": first_loss,
-            "threads": torch.get_num_threads(), "device": device}
+    faults = (hostmem.minor_page_faults() - faults) / iters
+    return {**_summary(times), "first_step_s": first_s, "first_loss": first_loss,
+            "threads": torch.get_num_threads(), "device": device, "page_faults_per_step": faults}
 
 
 def main() -> None:
@@ -121,7 +134,10 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--skip_torch", action="store_true")
+    parser.add_argument("--default_malloc", action="store_true",
+                        help="leave glibc malloc as it is (see gramr2_jax/hostmem.py)")
     args = parser.parse_args()
+    keep_freed_memory = not args.default_malloc and hostmem.keep_freed_memory()
 
     cfg = (QUICK if args.quick else BENCH).replace(scan_layers=args.scan_layers, remat=args.remat)
     batch_size = args.batch_size or (2 if args.quick else 8)
@@ -135,7 +151,8 @@ def main() -> None:
     peak = matmul_peak_flops(jnp.float32, n=peak_n)
     results = {"model_params": cfg.num_params(), "matmul_params": matmul_params(cfg),
                "batch_size": batch_size, "seq_len": seq_len, "scan_layers": args.scan_layers,
-               "remat": args.remat, "backend": jax.default_backend()}
+               "remat": args.remat, "backend": jax.default_backend(),
+               "keep_freed_memory": keep_freed_memory}
     sides = {"jax": time_jax(cfg, batch, iters)}
     if not args.skip_torch:
         sides["torch"] = time_torch(cfg, batch, iters)
