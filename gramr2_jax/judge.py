@@ -428,5 +428,8 @@ def _main(argv: list[str]) -> None:
 if __name__ == "__main__":
     from absl import app
 
+    from gramr2_jax import hostmem
+
+    hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
     _define_flags()
     app.run(_main)

@@ -66,4 +66,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    from gramr2_jax import hostmem
+
+    hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
     app.run(main)

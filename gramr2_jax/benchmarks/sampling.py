@@ -1,6 +1,6 @@
 """Sampling throughput vs transformers `generate`, FLOP/s vs matmul peak, prefix sharing.
 
-    python -m gramr2_jax.benchmarks.sampling [--quick] [--out FILE] [--default_malloc]
+    python -m gramr2_jax.benchmarks.sampling [--quick] [--out FILE]
 
 Everything is measured in one run and printed as JSON. Both sides run the SAME
 random weights (a transformers Llama is built, saved, and loaded here with
@@ -189,11 +189,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", help="also write the JSON here")
-    parser.add_argument("--default_malloc", action="store_true",
-                        help="leave glibc malloc as it is (see gramr2_jax/hostmem.py)")
     args = parser.parse_args(argv)
-    keep_freed_memory = not args.default_malloc and hostmem.keep_freed_memory()
-    report = {"keep_freed_memory": keep_freed_memory, **run(QUICK if args.quick else FULL)}
+    hostmem.keep_freed_memory()
+    report = {"host_memory": hostmem.describe(), **run(QUICK if args.quick else FULL)}
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:
@@ -202,4 +200,5 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    hostmem.configure_process()
     main()

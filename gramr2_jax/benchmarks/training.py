@@ -1,7 +1,6 @@
 """Training-step throughput: this codebase's jitted step vs transformers + torch AdamW.
 
     python -m gramr2_jax.benchmarks.training [--quick] [--scan_layers] [--remat=full]
-                                             [--default_malloc]
 
 Prints one JSON object. Both sides train the same Llama-style config on the same
 token batch with AdamW (SFT loss over every next token, float32 everywhere, so
@@ -12,9 +11,9 @@ but the input embedding table, which is a gather). Attention's T² FLOPs are not
 counted, as in the usual 6N rule. Step times are the best of `--iters` steps
 (the median is printed too), matching the best-of matmul peak.
 
-Both sides run in this one process, after `hostmem.keep_freed_memory()` (as in
-`gramr2_jax.main`) unless --default_malloc; minor page faults per step are
-printed for each side.
+Both sides run in this one process, with the host-memory settings of
+`gramr2_jax/hostmem.py` (as every entry point; GRAMR2_TUNE_MALLOC=0 runs
+without them); minor page faults per step are printed for each side.
 """
 
 from __future__ import annotations
@@ -134,10 +133,8 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--skip_torch", action="store_true")
-    parser.add_argument("--default_malloc", action="store_true",
-                        help="leave glibc malloc as it is (see gramr2_jax/hostmem.py)")
     args = parser.parse_args()
-    keep_freed_memory = not args.default_malloc and hostmem.keep_freed_memory()
+    hostmem.keep_freed_memory()
 
     cfg = (QUICK if args.quick else BENCH).replace(scan_layers=args.scan_layers, remat=args.remat)
     batch_size = args.batch_size or (2 if args.quick else 8)
@@ -152,7 +149,7 @@ def main() -> None:
     results = {"model_params": cfg.num_params(), "matmul_params": matmul_params(cfg),
                "batch_size": batch_size, "seq_len": seq_len, "scan_layers": args.scan_layers,
                "remat": args.remat, "backend": jax.default_backend(),
-               "keep_freed_memory": keep_freed_memory}
+               "host_memory": hostmem.describe()}
     sides = {"jax": time_jax(cfg, batch, iters)}
     if not args.skip_torch:
         sides["torch"] = time_torch(cfg, batch, iters)
@@ -170,4 +167,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    hostmem.configure_process()
     main()

@@ -50,4 +50,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    from gramr2_jax import hostmem
+
+    hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
     app.run(main)

@@ -1,7 +1,8 @@
-"""hostmem.keep_freed_memory: a jitted call's large scratch block is reused, not re-faulted."""
+"""hostmem: XLA:CPU scratch memory is reused, not re-faulted; weights land in huge pages."""
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -9,11 +10,18 @@ import pytest
 
 from gramr2_jax import hostmem
 
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or hostmem._glibc() is None,
+                                reason="the settings are for glibc malloc")
+
 # A jitted call whose 151 MB intermediate (6144 × 6144 f32) is XLA scratch memory.
 _SCRIPT = r"""
-import json, sys
+import json, os, sys
+print(json.dumps({"start": os.getpid()}), flush=True)
 from gramr2_jax import hostmem
-applied = hostmem.keep_freed_memory()
+if sys.argv[1] == "configure_process":
+    hostmem.configure_process()
+else:
+    hostmem.keep_freed_memory()
 import jax, jax.numpy as jnp
 a = jax.random.normal(jax.random.key(0), (6144, 128))
 f = jax.jit(lambda a: ((a @ a.T) @ a).sum())
@@ -22,34 +30,60 @@ for _ in range(2):
 before = hostmem.minor_page_faults()
 for _ in range(4):
     f(a).block_until_ready()
-print(json.dumps({"applied": applied, "faults_per_call": (hostmem.minor_page_faults() - before) / 4}))
+faults = (hostmem.minor_page_faults() - before) / 4
+weights = jnp.ones(64 * 2**20 // 4).block_until_ready()  # 64 MiB
+huge_kb = sum(int(line.split()[1]) for line in open("/proc/self/smaps_rollup")
+              if line.startswith("AnonHugePages"))
+print(json.dumps({"pid": os.getpid(), "faults_per_call": faults, "huge_kb": huge_kb,
+                  **hostmem.describe()}))
 """
 _SCRATCH_PAGES = 6144 * 6144 * 4 // 4096
 
 
-def _faults_per_call(keep: str) -> dict:
-    env = {**os.environ, "GRAMR2_KEEP_FREED_MEMORY": keep, "JAX_PLATFORMS": "cpu"}
-    env.pop("XLA_FLAGS", None)
-    out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
+def _run(how: str, tune: str) -> tuple[list[int], dict]:
+    env = {**os.environ, "GRAMR2_TUNE_MALLOC": tune, "JAX_PLATFORMS": "cpu"}
+    for name in ("XLA_FLAGS", "GLIBC_TUNABLES", "GRAMR2_MALLOC_REEXEC"):
+        env.pop(name, None)
+    out = subprocess.run([sys.executable, "-c", _SCRIPT, how], env=env, capture_output=True,
                          text=True, timeout=300, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    return [line["start"] for line in lines if "start" in line], lines[-1]
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or hostmem._glibc() is None,
-                    reason="the setting is for glibc malloc")
-def test_scratch_memory_is_reused_only_with_keep_freed_memory():
-    default = _faults_per_call("0")
-    kept = _faults_per_call("1")
-    assert not default["applied"] and kept["applied"]
-    # Without it, every call faults in its whole scratch block again ...
+def _thp_possible() -> bool:
+    path = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    return path.exists() and "[never]" not in path.read_text()
+
+
+def test_configure_process_reexecutes_once_and_reuses_scratch_memory():
+    starts, default = _run("configure_process", "0")
+    assert len(starts) == 1 and not default["glibc_tunables"] and not default["mallopt"]
+    # Without the settings, every call faults in its whole scratch block again ...
     assert default["faults_per_call"] > 0.5 * _SCRATCH_PAGES, default
-    # ... with it, the freed block's pages are handed back mapped.
+
+    starts, tuned = _run("configure_process", "1")
+    # ... with them, the command line ran twice in the same process (exec keeps the pid) ...
+    assert len(starts) == 2 and starts[0] == starts[1] == tuned["pid"], (starts, tuned)
+    assert tuned["glibc_tunables"]
+    # ... and the freed block's pages come back mapped.
+    assert tuned["faults_per_call"] < 0.05 * _SCRATCH_PAGES, tuned
+    if _thp_possible():
+        assert default["huge_kb"] == 0 and tuned["huge_kb"] >= 32 * 1024, (default, tuned)
+
+
+def test_keep_freed_memory_in_process():
+    starts, kept = _run("keep_freed_memory", "1")
+    assert len(starts) == 1 and kept["mallopt"] and not kept["glibc_tunables"]
     assert kept["faults_per_call"] < 0.05 * _SCRATCH_PAGES, kept
 
 
-def test_opt_out_and_idempotence(monkeypatch):
+def test_opt_out_and_platforms(monkeypatch):
     monkeypatch.setattr(hostmem, "_applied", None)
-    monkeypatch.setenv("GRAMR2_KEEP_FREED_MEMORY", "0")
+    monkeypatch.setenv("GRAMR2_TUNE_MALLOC", "0")
+    assert not hostmem.host_computes()
     assert hostmem.keep_freed_memory() is False
-    monkeypatch.delenv("GRAMR2_KEEP_FREED_MEMORY")
-    assert hostmem.keep_freed_memory() is False  # decided once per process
+    monkeypatch.delenv("GRAMR2_TUNE_MALLOC")
+    monkeypatch.setenv("JAX_PLATFORMS", "tpu,cpu")
+    assert not hostmem.host_computes()
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert hostmem.host_computes()
