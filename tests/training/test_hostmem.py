@@ -1,5 +1,6 @@
-"""hostmem: XLA:CPU scratch memory is reused, not re-faulted; weights land in huge pages."""
+"""hostmem: XLA:CPU scratch memory is reused, not re-faulted; buffers are in huge pages."""
 
+import ctypes
 import json
 import os
 import pathlib
@@ -32,9 +33,15 @@ for _ in range(4):
     f(a).block_until_ready()
 faults = (hostmem.minor_page_faults() - before) / 4
 weights = jnp.ones(64 * 2**20 // 4).block_until_ready()  # 64 MiB
-huge_kb = sum(int(line.split()[1]) for line in open("/proc/self/smaps_rollup")
-              if line.startswith("AnonHugePages"))
-print(json.dumps({"pid": os.getpid(), "faults_per_call": faults, "huge_kb": huge_kb,
+address = weights.unsafe_buffer_pointer()
+madvised = None  # whether the buffer's mapping is marked for huge pages (VmFlags "hg")
+for line in open("/proc/self/smaps"):
+    if "-" in line.split()[0] and ":" not in line.split()[0]:
+        start, end = (int(x, 16) for x in line.split()[0].split("-"))
+        inside = start <= address < end
+    elif line.startswith("VmFlags") and inside:
+        madvised = "hg" in line.split()[1:]
+print(json.dumps({"pid": os.getpid(), "faults_per_call": faults, "huge_pages": madvised,
                   **hostmem.describe()}))
 """
 _SCRATCH_PAGES = 6144 * 6144 * 4 // 4096
@@ -50,9 +57,13 @@ def _run(how: str, tune: str) -> tuple[list[int], dict]:
     return [line["start"] for line in lines if "start" in line], lines[-1]
 
 
-def _thp_possible() -> bool:
+def _glibc_madvises_huge_pages() -> bool:
+    """glibc >= 2.35 (the hugetlb tunable) on a kernel with THP not set to never."""
+    version = hostmem._glibc()
+    version.gnu_get_libc_version.restype = ctypes.c_char_p
+    major, minor = (int(x) for x in version.gnu_get_libc_version().decode().split(".")[:2])
     path = pathlib.Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    return path.exists() and "[never]" not in path.read_text()
+    return (major, minor) >= (2, 35) and path.exists() and "[never]" not in path.read_text()
 
 
 def test_configure_process_reexecutes_once_and_reuses_scratch_memory():
@@ -67,8 +78,9 @@ def test_configure_process_reexecutes_once_and_reuses_scratch_memory():
     assert tuned["glibc_tunables"]
     # ... and the freed block's pages come back mapped.
     assert tuned["faults_per_call"] < 0.05 * _SCRATCH_PAGES, tuned
-    if _thp_possible():
-        assert default["huge_kb"] == 0 and tuned["huge_kb"] >= 32 * 1024, (default, tuned)
+    # ... and XLA's buffers sit in a mapping marked for transparent huge pages.
+    if _glibc_madvises_huge_pages():
+        assert default["huge_pages"] is False and tuned["huge_pages"] is True, (default, tuned)
 
 
 def test_keep_freed_memory_in_process():
