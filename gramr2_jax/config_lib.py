@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pathlib
+import sys
 from typing import Any
 
 import ml_collections
@@ -48,6 +49,57 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
         else:
             out[key] = value
     return ml_collections.ConfigDict(out)
+
+
+def _one_line(error: BaseException) -> str:
+    """An error as one line: its first line, plus its last when they differ.
+
+    ml_collections puts the config file's whole traceback inside its messages;
+    the first line names the flag, the last the actual problem.
+    """
+    if error.args and isinstance(error.args[0], BaseException):  # a wrapped error
+        return _one_line(error.args[0])
+    if isinstance(error, SyntaxError):
+        return f"{error.filename}:{error.lineno}: {error.msg}"
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """`flags_parser` for `app.run`: a bad flag or config file gives one line and exit 2.
+
+    absl prints ml_collections' config-file tracebacks inside its message, and a
+    config file with a syntax error escapes flag parsing as a raw traceback.
+    """
+    from absl import flags
+
+    try:
+        return flags.FLAGS(argv)
+    except Exception as e:  # flags.Error, or whatever the config file raised
+        message = _one_line(e)
+        inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else e
+        overrides = [arg.split("=")[0] for arg in argv if arg.startswith("--config.")]
+        if isinstance(inner, KeyError) and overrides:
+            message = f"--config: no field {inner.args[0]} (overrides: {', '.join(overrides)})"
+        print(f"error: {message}\nPass --helpfull to see the flags.", file=sys.stderr)
+        sys.exit(2)
+
+
+def config_flag_value(holder) -> ml_collections.ConfigDict:
+    """The value of a `DEFINE_config_file` flag, or `error: --config: ...` and exit 2.
+
+    A config file that could not be loaded (e.g. a missing path) parses to a
+    placeholder that raises on first use; this reads it once to surface that.
+    """
+    try:
+        config = holder.value
+        list(config.keys())
+        return config
+    except Exception as e:  # whatever loading the config file raised
+        print(f"error: --config: {_one_line(e)}", file=sys.stderr)
+        sys.exit(2)
 
 
 def load_config_file(path: str | os.PathLike, arg: str | None = None) -> ml_collections.ConfigDict:

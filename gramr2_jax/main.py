@@ -50,7 +50,7 @@ def main(argv):
     from gramr2_jax.data.errors import exit_on_data_error
     from gramr2_jax.selftrain import pipeline
 
-    config = _CONFIG.value
+    config = config_lib.config_flag_value(_CONFIG)
     try:
         if "://" in _WORKDIR.value:
             raise ValueError(
@@ -66,7 +66,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from gramr2_jax import hostmem
+    from gramr2_jax import config_lib, hostmem
 
     hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
-    app.run(main)
+    app.run(main, flags_parser=config_lib.parse_flags)

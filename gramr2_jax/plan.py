@@ -149,7 +149,7 @@ def format_plan(p: MemoryPlan, config) -> str:
 
 def main(argv):
     del argv
-    config = _CONFIG.value
+    config = config_lib.config_flag_value(_CONFIG)
     try:
         config_lib.validate(config, require_data=False)
         p = plan(config)
@@ -170,4 +170,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=config_lib.parse_flags)

@@ -7,6 +7,8 @@ r"""Downstream experiments of a trained judge, dispatched on config.experiment.
 Rerunning the same command on the same workdir resumes (finished stages are read back).
 """
 
+import sys
+
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -34,8 +36,12 @@ def main(argv: list[str]) -> None:
 
     from gramr2_jax import config_lib
 
-    config = _CONFIG.value
-    config_lib.validate(config)
+    config = config_lib.config_flag_value(_CONFIG)
+    try:
+        config_lib.validate(config)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if config.experiment == "adaptation":
         from gramr2_jax.downstream import adaptation
 
@@ -50,7 +56,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from gramr2_jax import hostmem
+    from gramr2_jax import config_lib, hostmem
 
     hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
-    app.run(main)
+    app.run(main, flags_parser=config_lib.parse_flags)
