@@ -46,6 +46,7 @@ def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, 
 
     rows = [{"id": str(i), "prompt": f"What is {i} plus {i}?", "response_a": f"It is {2 * i}.",
              "response_b": f"It is {i}.", "verdict": "A", "rationale": ""} for i in range(5)]
+    rows[4]["verdict"] = "B"  # every candidate concludes "A": row 4 has no proof of its label
     parse.label = "A"
     monkeypatch.setattr(prover.judge_format, "parse_judgment", parse)
     monkeypatch.setattr(prover, "proof_scores", scores)
@@ -69,3 +70,4 @@ def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, 
         assert a["proof_score"] == pytest.approx(b["proof_score"], rel=1e-5)
         assert a["proof_score"] <= 0
     assert len(small) + dropped_small == len(rows)
+    assert dropped_small >= 1 and "4" not in [r["id"] for r in small]
