@@ -6,6 +6,7 @@ Everything is measured in one run and printed as JSON. Both sides run the SAME
 random weights (a transformers Llama is built, saved, and loaded here with
 from_pretrained), the same left-padded prompts, sampling with temperature 1,
 top-k 50 then top-p 0.95, and a fixed number of new tokens (no stop tokens).
+Each side: one warm-up call, then the median of 3 timed calls.
 
 FLOPs counted per call (prefill + decode), padding excluded:
   prefill: per real prompt token 2·N_body + 4·L·N·H·ctx, plus 2·V·D once per
@@ -90,7 +91,8 @@ def _torch_threads(hf_model, vocab: int) -> int:
     return best[0]
 
 
-def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int) -> float:
+def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int,
+                         iters: int = 3) -> float:
     import torch
 
     width = max(len(p) for p in prompts)
@@ -109,12 +111,16 @@ def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int) ->
                                     pad_token_id=0, eos_token_id=None, **SAMPLING)
         assert out.shape == (len(prompts), width + new_tokens)
 
+    def timed():
+        start = time.perf_counter()
+        run()
+        _sync_torch()
+        return time.perf_counter() - start
+
     run()  # warm-up (allocations, lazy init)
     _sync_torch()
-    start = time.perf_counter()
-    run()
-    _sync_torch()
-    return time.perf_counter() - start
+    times = sorted(timed() for _ in range(iters))
+    return times[len(times) // 2]  # the median, as for ours
 
 
 def _sync_torch() -> None:
