@@ -88,7 +88,10 @@ def configure_process() -> None:
     Where that cannot happen (no `sys.orig_argv`, exec fails, or the tunables did
     not show up after it), falls back to `keep_freed_memory()`.
     """
-    if not host_computes() or tunables_active():
+    if tunables_active():
+        os.environ.pop(_REEXECUTED, None)  # children start fresh (they inherit the tunables)
+        return
+    if not host_computes():
         return
     argv = getattr(sys, "orig_argv", None)
     if argv and _REEXECUTED not in os.environ:
