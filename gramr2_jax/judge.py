@@ -35,8 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gramr2_jax import models
-from gramr2_jax.data import judge_format as jf
-from gramr2_jax.data import schema
+from gramr2_jax.data import judge_format as jf, schema
 from gramr2_jax.data.errors import ReadReport
 from gramr2_jax.data.jsonl import read_rows
 from gramr2_jax.data.prompts import JudgePromptBuilder, check_verdict_tokens, swap_response_names

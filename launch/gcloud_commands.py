@@ -3,12 +3,12 @@
 Layout on each worker: ~/gramr2_jax/{code/<commit>, code/current, venv, runs/<run_name>/}.
 """
 
-from collections.abc import Sequence
 import pathlib
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Unquoted $HOME so the remote shell expands it (a quoted "~" would not be).

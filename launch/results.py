@@ -4,11 +4,11 @@ Runs that differ only by seed form a group; each metric is reported as mean ± s
 deviation (n - 1 in the denominator) over the group's finished runs, with n.
 """
 
-from collections.abc import Sequence
 import fnmatch
 import json
 import math
 import statistics
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from etils import epath

@@ -15,15 +15,14 @@ absolute path on a filesystem every worker mounts (a gcsfuse bucket, a Filestore
 workers see the same finished runs and the runs' own artifacts.
 """
 
-from collections.abc import Sequence
 import pathlib
 import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 from etils import epath
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -32,8 +31,10 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from launch import results  # pylint: disable=g-import-not-at-top
-from launch import sweep_runs  # pylint: disable=g-import-not-at-top
+from launch import (
+    results,  # pylint: disable=g-import-not-at-top
+    sweep_runs,  # pylint: disable=g-import-not-at-top
+)
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file with optional arg: path.py[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep dir; each run gets <workdir>/<run_name>.")

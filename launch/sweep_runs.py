@@ -3,7 +3,6 @@
 No flags here (sweep.py is the CLI), so this module can be imported anywhere.
 """
 
-from collections.abc import Sequence
 import dataclasses
 import importlib.util
 import json
@@ -12,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+from collections.abc import Sequence
 
 from etils import epath
 

@@ -12,13 +12,12 @@ Every subcommand takes --dry_run: it prints the exact commands, one per line, an
 See gcloud_commands.py for what each command does on the workers.
 """
 
-from collections.abc import Sequence
 import pathlib
 import re
 import sys
+from collections.abc import Sequence
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 REPO_ROOT = str(pathlib.Path(__file__).resolve().parents[1])
 if REPO_ROOT not in sys.path:  # `python launch/tpu_vm.py` puts only launch/ on sys.path

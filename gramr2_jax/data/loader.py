@@ -24,7 +24,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from gramr2_jax.data.batching import DEFAULT_BUCKETS, Example, bucket_length, collate, example_length
+from gramr2_jax.data.batching import (
+    DEFAULT_BUCKETS,
+    Example,
+    bucket_length,
+    collate,
+    example_length,
+)
 
 
 class Loader:

@@ -83,7 +83,7 @@ class ModelConfig:
         return dataclasses.replace(self, **changes)
 
     def num_params(self) -> int:
-        d, h, l = self.hidden_size, self.head_dim, self.num_layers
+        d, h, layers = self.hidden_size, self.head_dim, self.num_layers
         attn = d * h * (2 * self.num_heads + 2 * self.num_kv_heads)
         if self.qkv_bias:
             attn += h * (self.num_heads + 2 * self.num_kv_heads)
@@ -91,7 +91,7 @@ class ModelConfig:
             attn += 2 * h
         block = attn + 3 * d * self.mlp_dim + 2 * d
         embed = self.vocab_size * d * (1 if self.tie_word_embeddings else 2)
-        return l * block + embed + d
+        return layers * block + embed + d
 
 
 def _preset(**kw) -> ModelConfig:

@@ -22,8 +22,7 @@ from typing import Any
 
 import ml_collections
 
-from gramr2_jax.selftrain import (artifacts, baselines, report, rounds, stage0, stage_cache,
-                                  stages)
+from gramr2_jax.selftrain import artifacts, baselines, report, rounds, stage0, stage_cache, stages
 
 log = logging.getLogger(__name__)
 

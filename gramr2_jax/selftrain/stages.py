@@ -26,6 +26,7 @@ from gramr2_jax.models import Transformer
 from gramr2_jax.selftrain import artifacts
 from gramr2_jax.training import trainer as trainer_lib
 
+
 def train_config(config: ml_collections.ConfigDict, stage: ml_collections.ConfigDict,
                   num_examples: int, **extra) -> dict[str, Any]:
     """TrainConfig fields for a stage: epochs → steps (at least stage.min_steps, so a small

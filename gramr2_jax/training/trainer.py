@@ -25,8 +25,7 @@ import numpy as np
 import tqdm
 from flax import nnx
 
-from gramr2_jax import distributed
-from gramr2_jax import sharding as sharding_lib
+from gramr2_jax import distributed, sharding as sharding_lib
 from gramr2_jax.models import Transformer, from_pretrained, save_pretrained
 from gramr2_jax.training import optimizer as optimizer_lib
 from gramr2_jax.training.checkpoint import TrainCheckpointer, layout_facts

@@ -95,6 +95,7 @@ def test_too_long_example_errors():
 @pytest.mark.shared
 def test_bt_batch_keys(shared_dir):
     import transformers
+
     from gramr2_jax.data.prompts import PairSequenceBuilder
     from gramr2_jax.data.schema import LabelledPair
 
@@ -114,6 +115,7 @@ def test_sft_batches_from_real_llmbar(shared_dir):
     import dataclasses
 
     import transformers
+
     from gramr2_jax.data import prompts, sources
 
     tok = transformers.AutoTokenizer.from_pretrained(str(shared_dir / "tokenizers" / "qwen2"))

@@ -5,8 +5,7 @@ import pytest
 import tokenizers
 import transformers
 
-from gramr2_jax.data import judge_format as jf
-from gramr2_jax.data import prompts
+from gramr2_jax.data import judge_format as jf, prompts
 from gramr2_jax.data.schema import JudgeExample, LabelledPair
 
 pytestmark = pytest.mark.shared  # real tokenizers from ../shared

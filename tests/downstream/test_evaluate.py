@@ -11,7 +11,6 @@ from gramr2_jax.downstream import evaluation
 from tests.conftest import REPO
 from tests.downstream.judge_fixtures import judgment, scripted, shown_responses
 
-
 STYLES = ["short good", "long good answer", "**long good answer**"]
 BAD_STYLES = ["short bad", "long bad answer", "**long bad answer**"]
 

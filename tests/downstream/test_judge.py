@@ -17,7 +17,6 @@ from gramr2_jax.judge import JUDGE_CONFIG, read_judge_config, write_judge_config
 from tests.conftest import REPO
 from tests.downstream.judge_fixtures import JUDGE_SETTINGS, judgment, scripted, shown_responses
 
-
 NAN = math.nan
 
 

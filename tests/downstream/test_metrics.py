@@ -11,7 +11,7 @@ from gramr2_jax.downstream.metrics import PairResult
 
 def pairs(subset, verdicts, labels=None, **fields):
     labels = labels or ["A"] * len(verdicts)
-    return [PairResult(subset, v, l, **fields) for v, l in zip(verdicts, labels)]
+    return [PairResult(subset, v, label, **fields) for v, label in zip(verdicts, labels)]
 
 
 REWARDBENCH_LIKE = (

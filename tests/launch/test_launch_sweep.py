@@ -6,11 +6,10 @@ import shlex
 import subprocess
 import sys
 
-from etils import epath
 import pytest
+from etils import epath
 
-from launch import results
-from launch import sweep_runs
+from launch import results, sweep_runs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SWEEP = str(REPO / "launch" / "sweep.py")

@@ -53,7 +53,7 @@ def make_hf_model(name: str, out_dir: pathlib.Path, seed: int = 0):
     torch.manual_seed(seed)
     model = transformers.AutoModelForCausalLM.from_config(config, torch_dtype=torch.float32)
     with torch.no_grad():  # non-trivial norms and biases, so a mapping slip shows up
-        for pname, p in model.named_parameters():
+        for _, p in model.named_parameters():
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
             else:

@@ -52,9 +52,9 @@ def main():
         tokens_g = jax.make_array_from_process_local_data(batch_sharding, tokens[mine], tokens.shape)
         mask_g = jax.make_array_from_process_local_data(batch_sharding, mask[mine], mask.shape)
 
-        @jax.jit
+        @jax.jit  # defined and called in this iteration: graphdef is this iteration's
         def forward(state, tokens, mask):
-            return nnx.merge(graphdef, state)(tokens, input_mask_BT=mask)
+            return nnx.merge(graphdef, state)(tokens, input_mask_BT=mask)  # noqa: B023
 
         with jax.set_mesh(mesh), sharding.use_rules(None):
             logits = forward(state, tokens_g, mask_g)

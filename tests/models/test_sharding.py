@@ -6,11 +6,11 @@ import sys
 import numpy as np
 import portpicker
 import pytest
+from flax import nnx
 
 from gramr2_jax import sharding
 from gramr2_jax.models import preset
 from gramr2_jax.models.hf_io import abstract_model
-from flax import nnx
 from tests.conftest import REPO
 
 MESHES = ["1,1,1", "8,1,1", "2,4,1", "2,2,2", "1,2,4"]

@@ -7,8 +7,13 @@ from flax import nnx
 
 from gramr2_jax.models import KVCache
 from gramr2_jax.sampling import left_pad
-from tests.sampling.conftest import (PROMPTS, TINY, full_forward_logits, full_forward_logprobs,
-                                    tiny_model)
+from tests.sampling.conftest import (
+    PROMPTS,
+    TINY,
+    full_forward_logits,
+    full_forward_logprobs,
+    tiny_model,
+)
 
 
 @pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])

@@ -8,7 +8,6 @@ import pytest
 from gramr2_jax.sampling import Greedy, Temperature, TopK, TopP, Verdict
 from tests.sampling.conftest import PROMPTS, full_forward_logits, full_forward_logprobs
 
-
 # One plan (k=3, top-k 20 then top-p) shared by the next tests, to compile less.
 KW = dict(max_new_tokens=8, temperature=1.0, top_k=20, top_p=0.9, num_samples=3,
           stop_tokens=())
