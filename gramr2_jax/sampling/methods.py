@@ -47,6 +47,29 @@ def top_k(x_V: jax.Array, k: int) -> tuple[jax.Array, jax.Array]:
     return values, chosen[where // _CHUNK] * _CHUNK + where % _CHUNK
 
 
+def categorical(key: jax.Array, x_V: jax.Array) -> jax.Array:
+    """A draw from softmax(x_V), exact in distribution, in two stages.
+
+    Stage 1 picks a block of _CHUNK entries with probability proportional to its
+    mass (Gumbel-max over the blocks' logsumexp), stage 2 an entry of that block
+    proportional to exp(x) (Gumbel-max inside it): P(entry) = P(block) · P(entry |
+    block) = softmax(x_V)[entry]. It draws V/_CHUNK + _CHUNK Gumbel variates instead
+    of V — the random bits, not the arithmetic, dominate: 1.9 instead of 19 ms for 64
+    rows of 32 000 on CPU with `jax.random.categorical` (benchmarks/SAMPLING.md).
+    """
+    v = x_V.shape[-1]
+    blocks = -(-v // _CHUNK)
+    if blocks <= _CHUNK:  # small vocabularies: one Gumbel-max over all of it
+        return argmax(x_V + jax.random.gumbel(key, x_V.shape, x_V.dtype))
+    padded = jnp.pad(x_V, (0, blocks * _CHUNK - v), constant_values=_NEG_INF)
+    blocks_BC = padded.reshape(blocks, _CHUNK)
+    block_key, entry_key = jax.random.split(key)
+    mass_B = jax.nn.logsumexp(blocks_BC, axis=-1)
+    block = argmax(mass_B + jax.random.gumbel(block_key, (blocks,), x_V.dtype))
+    entry = argmax(blocks_BC[block] + jax.random.gumbel(entry_key, (_CHUNK,), x_V.dtype))
+    return block * _CHUNK + entry
+
+
 @struct.dataclass
 class Greedy:
     """Argmax (temperature 0)."""
@@ -63,7 +86,7 @@ class Temperature:
     temperature: float = 1.0
 
     def sample(self, key: jax.Array, logits_V: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, logits_V / self.temperature).astype(jnp.int32)
+        return categorical(key, logits_V / self.temperature)
 
 
 @struct.dataclass

@@ -1,4 +1,4 @@
-"""The CPU-fast selection helpers equal the jax.lax / jnp reference exactly."""
+"""The CPU-fast selection helpers equal the jax.lax / jnp reference (exactly, or in distribution)."""
 
 import jax
 import jax.numpy as jnp
@@ -35,3 +35,31 @@ def test_argmax_is_first_maximum():
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.integers(0, 5, (16, 3000)), jnp.float32)
     np.testing.assert_array_equal(jax.vmap(methods.argmax)(x), jnp.argmax(x, axis=-1))
+
+
+@pytest.mark.parametrize("vocab", [1037, 200])  # two-stage (with a partial last block); one-stage
+def test_categorical_draws_follow_softmax(vocab):
+    rng = np.random.default_rng(vocab)
+    x = rng.normal(size=vocab) * 1.5
+    x[rng.choice(vocab, vocab // 10, replace=False)] = -np.inf  # never drawn
+    x[vocab - 1] = 4.0  # a likely token in the last (partial) block
+    x = jnp.asarray(x, jnp.float32)
+    p = np.asarray(jax.nn.softmax(x), np.float64)
+    n = 60000
+    keys = jax.random.split(jax.random.key(vocab), n)
+    draws = np.asarray(jax.jit(jax.vmap(methods.categorical, in_axes=(0, None)))(keys, x))
+    assert draws.min() >= 0 and draws.max() < vocab and (p[draws] > 0).all()
+    freq = np.bincount(draws, minlength=vocab) / n
+    sigma = np.sqrt(p * (1 - p) / n)
+    top = np.argsort(-p)[:40]  # each likely token, the last-block one included
+    assert vocab - 1 in top
+    np.testing.assert_array_less(np.abs(freq[top] - p[top]), 5 * sigma[top] + 1e-4)
+    # Block masses (the first stage) and the chi-square over all drawable tokens.
+    blocks = np.arange(vocab) // 32
+    block_p, block_f = np.bincount(blocks, p), np.bincount(blocks, freq)
+    np.testing.assert_array_less(np.abs(block_f - block_p),
+                                 5 * np.sqrt(block_p * (1 - block_p) / n) + 1e-4)
+    live = p > 0
+    chi2 = n * ((freq[live] - p[live]) ** 2 / p[live]).sum()
+    dof = live.sum() - 1
+    assert chi2 < dof + 6 * np.sqrt(2 * dof), (chi2, dof)
