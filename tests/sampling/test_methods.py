@@ -63,3 +63,12 @@ def test_categorical_draws_follow_softmax(vocab):
     chi2 = n * ((freq[live] - p[live]) ** 2 / p[live]).sum()
     dof = live.sum() - 1
     assert chi2 < dof + 6 * np.sqrt(2 * dof), (chi2, dof)
+
+
+def test_categorical_is_jax_categorical_on_small_vocabularies():
+    # Up to 32 blocks (1024 entries) it is one Gumbel-max: the very draws of jax.random.categorical.
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(512,)), jnp.float32)
+    keys = jax.random.split(jax.random.key(3), 2000)
+    ours = jax.jit(jax.vmap(methods.categorical, in_axes=(0, None)))(keys, x)
+    theirs = jax.jit(jax.vmap(jax.random.categorical, in_axes=(0, None)))(keys, x)
+    np.testing.assert_array_equal(ours, theirs)
