@@ -51,14 +51,20 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(out)
 
 
+def _unwrapped(error: BaseException) -> BaseException:
+    """The innermost of errors raised with another error as their only argument (absl)."""
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    return error
+
+
 def _one_line(error: BaseException) -> str:
     """An error as one line: its first line, plus its last when they differ.
 
     ml_collections puts the config file's whole traceback inside its messages;
     the first line names the flag, the last the actual problem.
     """
-    if error.args and isinstance(error.args[0], BaseException):  # a wrapped error
-        return _one_line(error.args[0])
+    error = _unwrapped(error)
     if isinstance(error, SyntaxError):
         return f"{error.filename}:{error.lineno}: {error.msg}"
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -79,7 +85,7 @@ def parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except Exception as e:  # flags.Error, or whatever the config file raised
         message = _one_line(e)
-        inner = e.args[0] if e.args and isinstance(e.args[0], BaseException) else e
+        inner = _unwrapped(e)
         overrides = [arg.split("=")[0] for arg in argv if arg.startswith("--config.")]
         if isinstance(inner, KeyError) and overrides:
             message = f"--config: no field {inner.args[0]} (overrides: {', '.join(overrides)})"

@@ -41,9 +41,6 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     import jax
 
-    from gramr2_jax import hostmem
-
-    hostmem.keep_freed_memory()
     jax.config.update("jax_threefry_partitionable", True)
     from gramr2_jax.data.errors import exit_on_data_error
     from gramr2_jax.downstream import evaluation

@@ -404,12 +404,10 @@ def _main(argv: list[str]) -> None:
 
     from absl import app, flags
 
-    from gramr2_jax import hostmem
     from gramr2_jax.data.errors import exit_on_data_error
 
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    hostmem.keep_freed_memory()
     jax.config.update("jax_threefry_partitionable", True)
     FLAGS = flags.FLAGS
     overrides = {k: FLAGS[k].value for k in ("batch_size", "max_new_tokens")

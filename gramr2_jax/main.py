@@ -32,10 +32,6 @@ def main(argv):
     import jax
     from absl import logging as absl_logging
 
-    from gramr2_jax import hostmem
-
-    hostmem.keep_freed_memory()
-
     # Progress from this package at INFO; libraries (orbax logs every save) at WARNING.
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("gramr2_jax").setLevel(logging.INFO)

@@ -31,10 +31,7 @@ _RESPONSE_MARKER = flags.DEFINE_string(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from gramr2_jax import hostmem
     from gramr2_jax.judge import Judge  # lazy: keeps `--help` fast and free of the model stack
-
-    hostmem.keep_freed_memory()
 
     judge = Judge.from_pretrained(_MODEL.value)
     marker = _RESPONSE_MARKER.value

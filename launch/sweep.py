@@ -31,10 +31,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from launch import (
-    results,  # pylint: disable=g-import-not-at-top
-    sweep_runs,  # pylint: disable=g-import-not-at-top
-)
+from launch import results, sweep_runs  # pylint: disable=g-import-not-at-top
 
 _CONFIG = flags.DEFINE_string("config", None, "Config file with optional arg: path.py[:arg].")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Sweep dir; each run gets <workdir>/<run_name>.")

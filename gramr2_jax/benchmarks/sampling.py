@@ -23,7 +23,6 @@ import json
 import os
 import pathlib
 import tempfile
-import time
 
 import jax
 import numpy as np
@@ -110,17 +109,9 @@ def _hf_generate_seconds(hf_model, prompts: list[list[int]], new_tokens: int,
                                     max_new_tokens=new_tokens, min_new_tokens=new_tokens,
                                     pad_token_id=0, eos_token_id=None, **SAMPLING)
         assert out.shape == (len(prompts), width + new_tokens)
-
-    def timed():
-        start = time.perf_counter()
-        run()
         _sync_torch()
-        return time.perf_counter() - start
 
-    run()  # warm-up (allocations, lazy init)
-    _sync_torch()
-    times = sorted(timed() for _ in range(iters))
-    return times[len(times) // 2]  # the median, as for ours
+    return timeit(run, warmup=1, iters=iters)  # the median after a warm-up, as for ours
 
 
 def _sync_torch() -> None:
@@ -196,7 +187,6 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
-    hostmem.keep_freed_memory()
     report = {"host_memory": hostmem.describe(), **run(QUICK if args.quick else FULL)}
     text = json.dumps(report, indent=2)
     print(text)

@@ -73,19 +73,21 @@ def time_jax(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> dict
     start = time.perf_counter()
     first_loss = float(one_step())
     compile_s = time.perf_counter() - start
-    one_step()  # warm-up
+    return {**_time_steps(one_step, iters), "compile_and_first_step_s": compile_s,
+            "first_loss": first_loss}
+
+
+def _time_steps(one_step, iters: int) -> dict[str, float]:
+    """One warm-up step, then `iters` timed steps: best and median time, page faults.
+
+    Best and median: the peak is a best-of too, and on a shared machine slow runs
+    mostly measure other people's work; the median shows how noisy it was.
+    """
+    one_step()
     faults = hostmem.minor_page_faults()
-    times = [timeit(one_step, warmup=0, iters=1) for _ in range(iters)]
-    faults = (hostmem.minor_page_faults() - faults) / iters
-    return {**_summary(times), "compile_and_first_step_s": compile_s, "first_loss": first_loss,
-            "page_faults_per_step": faults}
-
-
-def _summary(times: list[float]) -> dict[str, float]:
-    # Best and median: the peak is a best-of too, and on a shared machine slow runs
-    # mostly measure other people's work; the median shows how noisy it was.
-    times = sorted(times)
-    return {"step_s": times[0], "median_step_s": times[len(times) // 2]}
+    times = sorted(timeit(one_step, warmup=0, iters=1) for _ in range(iters))
+    return {"step_s": times[0], "median_step_s": times[len(times) // 2],
+            "page_faults_per_step": (hostmem.minor_page_faults() - faults) / iters}
 
 
 def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> dict[str, float]:
@@ -112,16 +114,8 @@ def time_torch(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> di
     start = time.perf_counter()
     first_loss = one_step()
     first_s = time.perf_counter() - start
-    one_step()  # warm-up
-    faults = hostmem.minor_page_faults()
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        one_step()
-        times.append(time.perf_counter() - start)
-    faults = (hostmem.minor_page_faults() - faults) / iters
-    return {**_summary(times), "first_step_s": first_s, "first_loss": first_loss,
-            "threads": torch.get_num_threads(), "device": device, "page_faults_per_step": faults}
+    return {**_time_steps(one_step, iters), "first_step_s": first_s, "first_loss": first_loss,
+            "threads": torch.get_num_threads(), "device": device}
 
 
 def main() -> None:
@@ -134,7 +128,6 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--skip_torch", action="store_true")
     args = parser.parse_args()
-    hostmem.keep_freed_memory()
 
     cfg = (QUICK if args.quick else BENCH).replace(scan_layers=args.scan_layers, remat=args.remat)
     batch_size = args.batch_size or (2 if args.quick else 8)

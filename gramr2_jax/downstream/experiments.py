@@ -27,9 +27,6 @@ def main(argv: list[str]) -> None:
     import jax
     from absl import logging as absl_logging
 
-    from gramr2_jax import hostmem
-
-    hostmem.keep_freed_memory()
     absl_logging.set_verbosity(absl_logging.WARNING)
     logging.getLogger("gramr2_jax").setLevel(logging.INFO)
     jax.config.update("jax_threefry_partitionable", True)

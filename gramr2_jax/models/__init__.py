@@ -2,12 +2,12 @@
 
 from gramr2_jax.models.config import PRESETS, ModelConfig, RopeScaling, preset
 from gramr2_jax.models.hf_io import (
-                                     CheckpointError,
-                                     config_from_hf,
-                                     config_to_hf,
-                                     from_pretrained,
-                                     load_config,
-                                     save_pretrained,
+    CheckpointError,
+    config_from_hf,
+    config_to_hf,
+    from_pretrained,
+    load_config,
+    save_pretrained,
 )
 from gramr2_jax.models.kv_cache import KVCache
 from gramr2_jax.models.tokenizer import load_tokenizer

@@ -89,14 +89,15 @@ def _cached(config, workdir: pathlib.Path, stage: str, build):
 def seed_stage(config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests) -> dict[str, Any]:
     """Stage 1: SFT on the labelled seed set with rationales (round 0 of the history)."""
     out = workdir / "stage1"
-    if not artifacts.is_done(out):
+    if artifacts.is_done(out):
+        metrics = artifacts.read_json(out / "metrics.json")
+    else:
         model_dir = stages.train_judge(config, config.stage1, base_dir, seed_rows, out / "train",
                                        tokenizer)
         metrics = {"round": 0, "model_dir": str(model_dir), "num_train_rows": len(seed_rows),
                    **rounds.evaluate_all(make_judge(model_dir), tests,
                                          config.data.source == "synthetic")}
-        artifacts.write_json(out / "metrics.json", metrics)
+        metrics = artifacts.write_json(out / "metrics.json", metrics)  # as a resumed run reads it
         artifacts.mark_done(out)
-    # As written (a fresh and a resumed run return the same); model_dir: this workdir's
-    # copy, also for a stage restored from the stage cache.
-    return dict(artifacts.read_json(out / "metrics.json"), model_dir=str(out / "train" / "export"))
+    # model_dir: this workdir's copy, also for a stage restored from the stage cache.
+    return dict(metrics, model_dir=str(out / "train" / "export"))
