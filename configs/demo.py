@@ -16,13 +16,18 @@ selftrain/stage_cache.py), variant — one of VARIANTS:
   prover         rationales from a preference-proving model with proof selection
   adaptive_tau   the confidence threshold set per round from the round's own labels
                  (tau_quantile 0.7 → 0.5: the 30 % → 50 % most confident pairs pass it)
+  coherence      the rationale filter also requires a coherent rationale: its claims
+                 agree with each other (synthetic.check_coherence; never the truth)
+  prover_coherence  prover rationales, and both the judge's agreeing sample and the
+                 chosen proof must be coherent; coherence stands in for the confidence
+                 filter (tau 0) and 3 of 4 votes suffice (kappa 0.75)
   baselines      no self-training; the same-data BT and GRAM-v1 verdict-token baselines
 """
 
 from gramr2_jax import config_lib
 
 VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "prover",
-            "adaptive_tau", "baselines")
+            "adaptive_tau", "coherence", "prover_coherence", "baselines")
 
 
 _ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", sweep="", stage_cache="")
@@ -79,7 +84,7 @@ def get_config(arg=None):
         num_proofs=4,  # prover: candidate proofs per kept pair
         label_only=False, filters_enabled=True,
         curriculum_enabled=True,
-        curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600),
+        curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600, coherence=False),
                         start=dict(kappa=1.0, tau=0.9, tau_quantile=_optional(float)),
                         end=dict(kappa=1.0, tau=0.8, tau_quantile=_optional(float))),
         batch_size=16, epochs=4.0, min_steps=100,
@@ -109,6 +114,13 @@ _VARIANT_OVERRIDES = {
     "prover": {"selftrain.rationale_source": "prover"},
     "adaptive_tau": {"selftrain.curriculum.start.tau_quantile": 0.7,
                      "selftrain.curriculum.end.tau_quantile": 0.5},
+    "coherence": {"selftrain.curriculum.base.coherence": True},
+    "prover_coherence": {"selftrain.rationale_source": "prover",
+                         "selftrain.curriculum.base.coherence": True,
+                         "selftrain.curriculum.start.kappa": 0.75,
+                         "selftrain.curriculum.end.kappa": 0.75,
+                         "selftrain.curriculum.start.tau": 0.0,
+                         "selftrain.curriculum.end.tau": 0.0},
     "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
 }
 

@@ -9,8 +9,8 @@ Config (a plain dict or an ml_collections.ConfigDict), rounds numbered 1..num_ro
     start: {kappa: 1.0, tau: 0.9}    # linear: numeric fields go from start (round 1)
     end: {kappa: 0.6, tau: 0.6}      #   to end (last round); ints are rounded
 
-A threshold set to None switches its filter off (kappa, tau, sigma); swap_agreement
-and rationale_rules are switches themselves. tau_quantile, when set, replaces the
+A threshold set to None switches its filter off (kappa, tau, sigma); swap_agreement,
+rationale_rules and coherence are switches themselves. tau_quantile, when set, replaces the
 fixed tau by one set each round from that round's labels: that quantile of the
 confidences of its labelled pairs (0.7: the 30 % most confident pass), so a judge
 whose confidence drifts after retraining still passes its best pairs.
@@ -31,6 +31,7 @@ class FilterThresholds:
     sigma: float | None = None  # min teacher-forced p(verdict | rationale); None = no self-check
     swap_agreement: bool = True  # majority in original order == majority in swapped order
     rationale_rules: bool = True  # tags, length bounds, sections, conclusion == verdict
+    coherence: bool = False  # the rationale's claims agree with each other (a domain check)
     min_chars: int = 20  # rationale length bounds (characters inside <think>)
     max_chars: int = 2000
     required_sections: tuple[str, ...] = ("Feedback:", "Conclusion:")
@@ -43,7 +44,7 @@ class FilterThresholds:
 
 FIELDS = tuple(field.name for field in dataclasses.fields(FilterThresholds))
 _PROBABILITIES = ("kappa", "tau", "tau_quantile", "sigma")
-_SWITCHES = ("swap_agreement", "rationale_rules")
+_SWITCHES = ("swap_agreement", "rationale_rules", "coherence")
 _LENGTHS = ("min_chars", "max_chars")
 _SCHEDULES = ("constant", "explicit", "linear")
 _CONFIG_KEYS = ("num_rounds", "schedule", "base", "rounds", "start", "end")

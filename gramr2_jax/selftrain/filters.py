@@ -14,7 +14,11 @@ Filters, each switchable through FilterThresholds (None / False = off):
   swap        majority label in original order == majority in swapped order
   rationale   some agreeing sample has well-formed tags, a rationale of
               min_chars..max_chars with the required sections, and a
-              "Conclusion:" naming the same response as its verdict
+              "Conclusion:" naming the same response as its verdict;
+              with coherence on, also a rationale whose claims agree with each
+              other, judged by a domain's checker (filter_pairs' `coherence`,
+              e.g. synthetic.rationale.check_coherence): a rule on the text,
+              which never sees a gold label
   self_check  some agreeing sample has teacher-forced p(verdict | rationale) >= sigma
 A pair with no majority (tie, or all abstain) is dropped as "no_label".
 The kept pair's rationale is the agreeing sample, among those passing the
@@ -26,18 +30,23 @@ from __future__ import annotations
 import collections
 import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from gramr2_jax.data import judge_format
+from gramr2_jax.data.prompts import swap_response_names
 from gramr2_jax.selftrain.curriculum import FilterThresholds
 
 FILTER_NAMES = ("no_label", "vote", "confidence", "swap", "rationale", "self_check")
 _OTHER = {"A": "B", "B": "A"}
 _NAMED_RE = re.compile(r"\b(?:Response|Assistant)\s+([AB])\b")
 _NAMED_BETTER_RE = re.compile(r"\b(?:Response|Assistant)\s+([AB])\b[^.]*?\bis (?:better|preferred)")
+
+# (pair_id, rationale, verdict) -> problems, () if coherent; rationale and verdict in the
+# ORIGINAL pair's frame.
+CoherenceCheck = Callable[[str, str, "str | None"], Sequence[str]]
 
 
 def to_original_frame(verdict: str | None, swapped: bool) -> str | None:
@@ -147,11 +156,14 @@ def _confidence(samples: Sequence[JudgmentSample], label: str) -> float:
     return sum(probs) / len(probs) if probs else 0.0
 
 
-def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterResult:
+def filter_pair(record: PairJudgments, thresholds: FilterThresholds,
+                coherence: CoherenceCheck | None = None) -> FilterResult:
     """Applies the enabled filters to one pair's samples."""
     samples = list(record.original) + list(record.swapped)
     if not samples:
         raise ValueError(f"pair {record.pair_id!r} has no judgment samples")
+    if thresholds.coherence and thresholds.rationale_rules and coherence is None:
+        raise ValueError("thresholds.coherence is on but no coherence checker was given")
     if thresholds.swap_agreement and not (record.original and record.swapped):
         raise ValueError(f"pair {record.pair_id!r}: swap_agreement needs samples in both orders")
     label = majority_label(samples)
@@ -175,7 +187,8 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds) -> FilterRe
         if sample.verdict == label
     ]
     if thresholds.rationale_rules:
-        passing = [c for c in candidates if _rationale_ok(c, label, thresholds)]
+        check = coherence if thresholds.coherence else None
+        passing = [c for c in candidates if _rationale_ok(c, label, thresholds, record.pair_id, check)]
         if not passing:
             reasons.append("rationale")
         candidates = passing or candidates
@@ -202,11 +215,18 @@ class _Candidate(NamedTuple):
     sample: JudgmentSample
 
 
-def _rationale_ok(candidate: _Candidate, label: str, thresholds: FilterThresholds) -> bool:
+def _rationale_ok(candidate: _Candidate, label: str, thresholds: FilterThresholds,
+                  pair_id: str, coherence: CoherenceCheck | None) -> bool:
     text = candidate.sample.text
     # The text's own verdict must be the label too: the text is what gets trained on.
-    text_verdict = to_original_frame(judge_format.parse_verdict(text), candidate.order == "swapped")
-    return text_verdict == label and not rationale_problems(text, thresholds)
+    swapped = candidate.order == "swapped"
+    text_verdict = to_original_frame(judge_format.parse_verdict(text), swapped)
+    if text_verdict != label or rationale_problems(text, thresholds):
+        return False
+    if coherence is None:
+        return True
+    rationale = judge_format.parse_judgment(text).rationale or ""
+    return not coherence(pair_id, swap_response_names(rationale) if swapped else rationale, label)
 
 
 def _self_check_prob(candidate: _Candidate, pair_id: str) -> float:
@@ -216,14 +236,17 @@ def _self_check_prob(candidate: _Candidate, pair_id: str) -> float:
 
 
 def filter_pairs(
-    records: Iterable[PairJudgments], thresholds: FilterThresholds
+    records: Iterable[PairJudgments], thresholds: FilterThresholds,
+    coherence: CoherenceCheck | None = None,
 ) -> tuple[list[FilterResult], FilterStats]:
-    """Filters every pair; returns the per-pair results and the aggregate counts."""
+    """Filters every pair; returns the per-pair results and the aggregate counts.
+
+    coherence: the domain's rationale checker, used when thresholds.coherence is on."""
     records = list(records)
     if thresholds.tau_quantile is not None:
         tau = quantile_tau(records, thresholds.tau_quantile)
         thresholds = dataclasses.replace(thresholds, tau=tau, tau_quantile=None)
-    results = [filter_pair(record, thresholds) for record in records]
+    results = [filter_pair(record, thresholds, coherence) for record in records]
     return results, summarize(results, thresholds.tau)
 
 

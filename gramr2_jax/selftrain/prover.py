@@ -19,6 +19,7 @@ Both log-probabilities are sums over z's tokens; π_ψ(z) is scored after BOS al
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -54,13 +55,18 @@ def proof_scores(logp_conditional: np.ndarray, logp_unconditional: np.ndarray) -
 
 
 def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_candidates: int,
-          seed: int) -> tuple[list[dict[str, Any]], int]:
+          seed: int, coherence: Callable[[str, str, str], Sequence[str]] | None = None
+          ) -> tuple[list[dict[str, Any]], int]:
     """Replaces each row's rationale by the best proof of its verdict; drops rows with none.
+
+    coherence: (row id, proof, label) -> problems; when given, a proof must also pass it
+    (the rationale filter's coherence rule, applied to the candidate proofs).
 
     Works through `config.judge.batch_size` rows per sampler call (all kept pairs × k
     candidates at once needed 23 GB on the demo); random keys are per row index, so
     the proofs do not depend on the batch size.
-    Returns (rows with proofs, number dropped because no candidate concluded with the label).
+    Returns (rows with proofs, number dropped because no candidate concluded with the label
+    or passed the coherence rule).
     """
     from gramr2_jax.models import from_pretrained, load_tokenizer
     from gramr2_jax.sampling import Sampler
@@ -87,6 +93,9 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
             judgment = judge_format.parse_judgment(text)
             if judgment.verdict != rows[p]["verdict"] or not judgment.rationale:
                 continue  # a proof must conclude with the label it was asked to prove
+            if coherence is not None and coherence(rows[p]["id"], judgment.rationale,
+                                                   rows[p]["verdict"]):
+                continue
             if p not in best or scores[i] > best[p][0]:
                 best[p] = (float(scores[i]), judgment.rationale)
     proved = [dict(rows[p], rationale=best[p][1], proof_score=best[p][0]) for p in sorted(best)]

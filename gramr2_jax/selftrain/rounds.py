@@ -37,8 +37,19 @@ def round_thresholds(st: ml_collections.ConfigDict, r: int) -> curriculum.Filter
     thresholds = curriculum.thresholds_for_round(cur, r)
     if not st.filters_enabled:
         thresholds = dataclasses.replace(thresholds, kappa=None, tau=None, tau_quantile=None,
-                                         sigma=None, swap_agreement=False, rationale_rules=False)
+                                         sigma=None, swap_agreement=False, rationale_rules=False,
+                                         coherence=False)
     return thresholds
+
+
+def coherence_checker(config: ml_collections.ConfigDict, pool_by_id: dict[str, dict]):
+    """The rationale coherence rule for the pool's pairs (synthetic domain only), or None."""
+    if config.data.source != "synthetic":
+        return None
+    from gramr2_jax.synthetic.rationale import check_coherence
+
+    return lambda pair_id, rationale, verdict: check_coherence(
+        pool_by_id[pair_id]["prompt"], rationale, verdict)
 
 
 def round_pool(pool: list[dict[str, Any]], st: ml_collections.ConfigDict, r: int) -> list[dict]:
@@ -111,14 +122,19 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
         multihost_utils.sync_global_devices(f"round {r} labels")
     records = label.read_labels(labels_dir, len(pairs), st.shard_size)
     thresholds = round_thresholds(st, r)
-    results, stats = filters.filter_pairs(records, thresholds)
+    coherence = coherence_checker(config, pool_by_id)
+    if thresholds.coherence and thresholds.rationale_rules and coherence is None:
+        raise ValueError("selftrain.curriculum: coherence needs data.source 'synthetic' (its "
+                         "checker reads the synthetic domain's rationale claims)")
+    results, stats = filters.filter_pairs(records, thresholds, coherence)
     kept = kept_rows(results, pool_by_id, st.label_only)
     unproved = 0
     if st.rationale_source == "prover" and not st.label_only:
         prover_dir = prover.train_prover(config, base_dir, seed_rows, workdir / "prover" / "train",
                                          tokenizer)
-        kept, unproved = prover.prove(config, prover_dir, kept, num_candidates=st.num_proofs,
-                                      seed=config.seed * 1000 + r)
+        kept, unproved = prover.prove(
+            config, prover_dir, kept, num_candidates=st.num_proofs, seed=config.seed * 1000 + r,
+            coherence=coherence if thresholds.coherence and thresholds.rationale_rules else None)
     artifacts.write_jsonl(round_dir / "kept.jsonl", kept)
     log.info("round %d: kept %d/%d pairs (drops: %s; no proof: %d)", r, len(kept), stats.total,
              stats.drops_by_reason, unproved)

@@ -9,6 +9,7 @@ from gramr2_jax.synthetic.domain import CATEGORIES, DIFFICULTIES, generate, pars
 from gramr2_jax.synthetic.pretraining import knowledge_texts, pretraining_texts
 from gramr2_jax.synthetic.rationale import (
     RationaleCheck,
+    check_coherence,
     check_rationale,
     seed_judgment,
     write_rationale,
@@ -28,6 +29,7 @@ __all__ = [
     "DIFFICULTIES",
     "RationaleCheck",
     "Task",
+    "check_coherence",
     "check_rationale",
     "generate",
     "knowledge_texts",

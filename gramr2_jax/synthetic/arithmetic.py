@@ -6,7 +6,7 @@ import dataclasses
 import random
 import re
 
-from gramr2_jax.synthetic.task import Task
+from gramr2_jax.synthetic.task import Task, match_claim
 
 _PROMPT_RE = re.compile(r"^What is (\d+(?: [-+*] \d+)+)\?$")
 _EQUATION_RE = re.compile(r"^(\d+(?: [-+*] \d+)+) = (-?\d+)$")
@@ -58,6 +58,15 @@ class ArithmeticTask(Task):
 
     def is_good(self, response: str) -> bool:
         return self.answer(response) == self.value
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        stated = match_claim(re.escape(self.expression) + r" = (-?\d+)", fact)
+        if stated is None:
+            return None
+        if match_claim("gives no answer", description):
+            return False
+        answer = match_claim(r"answers (-?\d+)", description)
+        return None if answer is None else int(answer.group(1)) == int(stated.group(1))
 
 
 def parse(prompt: str) -> ArithmeticTask | None:

@@ -11,7 +11,7 @@ import dataclasses
 import random
 import re
 
-from gramr2_jax.synthetic.task import Task
+from gramr2_jax.synthetic.task import Task, match_claim
 
 KINDS = {
     "colours": tuple("red blue green yellow pink black white brown grey purple".split()),
@@ -60,6 +60,12 @@ class WordCountTask(Task):
     def is_good(self, response: str) -> bool:
         return len(response.split()) == self.words
 
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        said = match_claim(r"has (\d+) words", description)
+        if not self.check_fact(fact) or said is None:
+            return None
+        return int(said.group(1)) == self.words
+
 
 @dataclasses.dataclass(frozen=True)
 class LowercaseTask(Task):
@@ -73,6 +79,12 @@ class LowercaseTask(Task):
 
     def is_good(self, response: str) -> bool:
         return not any(ch.isupper() for ch in response)
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        said = match_claim(r"has (no )?capital letters", description)
+        if not self.check_fact(fact) or said is None:
+            return None
+        return said.group(1) is not None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +110,13 @@ class ListTask(Task):
 
     def is_good(self, response: str) -> bool:
         return self._split(response) == (self.count, 0)
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        nouns = f"(?:{SINGULAR[self.kind]}|{self.kind})"
+        said = match_claim(rf"lists (\d+) {nouns}(?: and (\d+) other words?)?", description)
+        if not self.check_fact(fact) or said is None:
+            return None
+        return int(said.group(1)) == self.count and said.group(2) is None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +144,19 @@ class AvoidLetterTask(Task):
 
     def is_good(self, response: str) -> bool:
         return self.describe(response) == f"avoids the letter {self.letter}"
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        if not self.check_fact(fact):
+            return None
+        if match_claim(rf"avoids the letter {self.letter}", description):
+            return True
+        bad = (rf"uses the letter {self.letter}", rf"names something that is not an? {SINGULAR[self.kind]}",
+               rf"names (\d+) (?:{SINGULAR[self.kind]}|{self.kind})")
+        for pattern in bad:
+            if said := match_claim(pattern, description):
+                # "names N <kind>" is bad only for a count other than the one asked for.
+                return None if said.groups() and int(said.group(1)) == self.count else False
+        return None
 
 
 def parse(prompt: str) -> Task | None:

@@ -6,7 +6,7 @@ import dataclasses
 import random
 import re
 
-from gramr2_jax.synthetic.task import Task
+from gramr2_jax.synthetic.task import Task, match_claim
 
 WORDS = tuple("cat sun tree apple river blue stone house light garden moon bird".split())
 
@@ -23,6 +23,19 @@ def _last_int(pattern: str, response: str) -> int | None:
 
 def _format_list(numbers: list[int]) -> str:
     return "[" + ", ".join(str(n) for n in numbers) + "]"
+
+
+def _same_stated_value(fact_pattern: str, fact: str, said_pattern: str,
+                       description: str) -> bool | None:
+    """For facts and descriptions that each state one value: the description's value is the
+    fact's (a description that gives no answer implies a bad response)."""
+    stated = match_claim(fact_pattern, fact)
+    if stated is None:
+        return None
+    if match_claim(r"gives no (?:answer|list)", description):
+        return False
+    said = match_claim(said_pattern, description)
+    return None if said is None else " ".join(said.group(1).split()) == " ".join(stated.group(1).split())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +60,10 @@ class ParityTask(Task):
     def is_good(self, response: str) -> bool:
         return self._said(response) == self._truth()
 
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        return _same_stated_value(rf"{self.number} is (even|odd)", fact,
+                                  rf"says {self.number} is (even|odd)", description)
+
 
 @dataclasses.dataclass(frozen=True)
 class LenTask(Task):
@@ -62,6 +79,10 @@ class LenTask(Task):
 
     def is_good(self, response: str) -> bool:
         return _last_int(r"returns (\d+)", response) == len(self.text)
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        return _same_stated_value(rf"len\('{re.escape(self.text)}'\) is (\d+)", fact,
+                                  r"says (\d+)", description)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,6 +106,10 @@ class SortTask(Task):
     def is_good(self, response: str) -> bool:
         return self._given(response) == sorted(self.numbers)
 
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        return _same_stated_value(r"the sorted list is (\[[\d, ]*\])", fact,
+                                  r"gives (\[[\d, ]*\])", description)
+
 
 @dataclasses.dataclass(frozen=True)
 class LargerTask(Task):
@@ -101,6 +126,11 @@ class LargerTask(Task):
 
     def is_good(self, response: str) -> bool:
         return _last_int(r"(\d+) is larger", response) == max(self.first, self.second)
+
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        # The stated number must be one of the prompt's two (which one is not checked).
+        return _same_stated_value(rf"the larger number is ({self.first}|{self.second})", fact,
+                                  r"says (\d+)", description)
 
 
 def parse(prompt: str) -> Task | None:

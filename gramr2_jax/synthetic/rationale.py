@@ -9,6 +9,18 @@ A rationale is a compact GRAM-R² Feedback / Comparison / Conclusion text:
 (on one line). Every sentence is a claim a program can check from the prompt
 and response texts alone -- never from a gold label -- so the checker works on
 unlabelled pairs and on rationales the judge writes itself.
+
+Two checks:
+  check_rationale    every claim against the truth (is the fact right, does each
+                     response do what it says): for reporting faithfulness only --
+                     it is a verifier, so nothing that filters or trains may use it.
+  check_coherence    the claims against each other and the prompt, never against
+                     the truth: the fact restates this prompt, each response's
+                     status follows from the stated fact and its description, and
+                     the comparison, conclusion and verdict name the one response
+                     the rationale itself found correct. A coherent rationale may
+                     still be wrong (a wrong fact, consistently applied), so this
+                     is a rule-based rationale filter, not a label.
 """
 
 from __future__ import annotations
@@ -105,3 +117,42 @@ def check_rationale(pair: Mapping[str, str], rationale: str, verdict: str | None
         faithful=not problems,
         problems=tuple(problems),
     )
+
+
+def check_coherence(prompt: str, rationale: str, verdict: str | None) -> tuple[str, ...]:
+    """Why a rationale contradicts itself or misstates the prompt (() if it is coherent).
+
+    Reads only the prompt and the rationale's own claims (see the module doc): the
+    verdict and statuses must follow from what the rationale states, true or not.
+    """
+    task = parse_task(prompt)
+    problems: list[str] = []
+    fact = _FACT_RE.search(rationale)
+    if fact is None:
+        return ("missing: fact",)
+    statuses: dict[str, bool] = {}
+    for match in _RESPONSE_RE.finditer(rationale):
+        name, evidence, status = match.groups()
+        if name in statuses:
+            problems.append(f"Response {name} described twice")
+            continue
+        statuses[name] = status == "correct"
+        implied = task.implied_good(fact.group(1), evidence)
+        if implied is None:
+            problems.append(f"Response {name}: {evidence!r} does not fit the stated fact "
+                            f"{fact.group(1)!r} for this prompt")
+        elif implied != statuses[name]:
+            problems.append(f"Response {name}: {evidence!r} with {fact.group(1)!r} makes it "
+                            f"{'correct' if implied else 'wrong'}, not {status}")
+    problems += [f"missing: Response {name}" for name in "AB" if name not in statuses]
+    correct = [name for name, good in statuses.items() if good]
+    if len(statuses) == 2 and len(correct) != 1:
+        problems.append(f"{len(correct)} responses called correct, not 1")
+    elif len(correct) == 1:
+        for label, pattern in (("comparison", _COMPARISON_RE), ("conclusion", _CONCLUSION_RE)):
+            named = pattern.findall(rationale)
+            if named != correct:
+                problems.append(f"{label} names {named or 'nothing'}, not {correct[0]}")
+        if verdict != correct[0]:
+            problems.append(f"verdict {verdict} is not {correct[0]}")
+    return tuple(problems)

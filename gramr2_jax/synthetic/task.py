@@ -38,3 +38,18 @@ class Task(abc.ABC):
     def check_fact(self, claim: str) -> bool:
         """Whether a stated fact is true for this prompt."""
         return normalize(claim) == normalize(self.fact())
+
+    @abc.abstractmethod
+    def implied_good(self, fact: str, description: str) -> bool | None:
+        """Whether a response that `description` describes is good IF `fact` were true.
+
+        None when the fact does not restate this prompt, or a phrase does not parse.
+        It never decides whether the fact (or the description) is true -- only what
+        the two say together -- so a rationale checked with it is checked for
+        coherence, not against the truth a verifier or gold label would give.
+        """
+
+
+def match_claim(pattern: str, claim: str) -> re.Match | None:
+    """A claim phrase matched whole, case- and whitespace-insensitively."""
+    return re.fullmatch(pattern, normalize(claim))

@@ -237,3 +237,46 @@ def test_deterministic():
 def test_samples_are_plain_values():
     sample = JudgmentSample("A", 0.9, 0.9, text("A"))
     assert filter_pair(PairJudgments("p", [sample]), ALL_OFF).keep
+
+
+def test_coherence_picks_a_coherent_rationale_and_drops_pairs_without_one():
+    seen = []
+
+    def check(pair_id, rationale, verdict):  # a fake domain checker: "coherent" marks it
+        seen.append((pair_id, rationale, verdict))
+        return () if "coherent" in rationale else ("incoherent",)
+
+    coherent = original("A", p=0.6, filler="Response A is coherent.")
+    confident = original("A", p=0.95)
+    record = PairJudgments("p", [confident, coherent])
+    rules = only(rationale_rules=True)
+    assert filter_pair(record, rules, check).rationale_index == 0  # coherence off: most confident
+    assert seen == []
+    result = filter_pair(record, only(rationale_rules=True, coherence=True), check)
+    assert result.keep and result.rationale_index == 1
+    assert [pair_id for pair_id, _, _ in seen] == ["p", "p"]
+
+    dropped = filter_pair(PairJudgments("p", [confident, confident]),
+                          only(rationale_rules=True, coherence=True), check)
+    assert not dropped.keep and dropped.reasons == ("rationale",)
+    # Coherence is part of the rationale rules: with those off (no_filter) it is not applied.
+    assert filter_pair(PairJudgments("p", [confident]), only(coherence=True), check).keep
+
+
+def test_coherence_reads_swapped_samples_in_the_original_frame():
+    calls = []
+
+    def check(pair_id, rationale, verdict):
+        calls.append((rationale, verdict))
+        return ()
+
+    # The model saw the pair swapped and concluded "Response B" (= original A).
+    record = PairJudgments("p", [], [swapped("B", filler="Response B is right.")])
+    result = filter_pair(record, only(rationale_rules=True, coherence=True), check)
+    assert result.keep and result.label == "A"
+    assert calls == [("Feedback: Response A is right. Conclusion: Response A is better.", "A")]
+
+
+def test_coherence_without_a_checker_is_an_error():
+    with pytest.raises(ValueError, match="coherence"):
+        filter_pair(PairJudgments("p", [original("A")]), only(rationale_rules=True, coherence=True))

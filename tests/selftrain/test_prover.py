@@ -71,3 +71,24 @@ def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, 
         assert a["proof_score"] <= 0
     assert len(small) + dropped_small == len(rows)
     assert dropped_small >= 1 and "4" not in [r["id"] for r in small]
+
+
+def test_prove_with_coherence_keeps_only_proofs_that_pass_it(prover_dir, monkeypatch):
+    monkeypatch.setattr(prover.judge_format, "parse_judgment", lambda text: judge_format.Judgment(
+        rationale=text or "-", verdict="A", well_formed=True))
+    rows = [{"id": str(i), "prompt": f"What is {i} plus {i}?", "response_a": f"It is {2 * i}.",
+             "response_b": f"It is {i}.", "verdict": "A", "rationale": ""} for i in range(4)]
+    plain, _ = prover.prove(_config(64), prover_dir, rows, num_candidates=3, seed=7)
+    assert len(plain) == 4
+    checked = []
+
+    def coherence(row_id, proof, label):  # passes the proofs of even rows only
+        checked.append((row_id, label))
+        return () if int(row_id) % 2 == 0 else ("incoherent",)
+
+    kept, dropped = prover.prove(_config(64), prover_dir, rows, num_candidates=3, seed=7,
+                                 coherence=coherence)
+    assert [r["id"] for r in kept] == ["0", "2"] and dropped == 2
+    assert sorted(set(checked)) == [(str(i), "A") for i in range(4)]
+    # The same candidates as without the rule, so the kept rows keep the same best proof.
+    assert [r["rationale"] for r in kept] == [plain[0]["rationale"], plain[2]["rationale"]]

@@ -91,3 +91,47 @@ def test_report_says_which_rounds_carried_the_previous_judge(tmp_path, monkeypat
     text = (tmp_path / "report.md").read_text()
     assert "Round(s) 1 kept no pair and did not retrain" in text
     assert (tmp_path / "accuracy.png").stat().st_size > 0
+
+
+def test_round_thresholds_switch_coherence_off_with_the_other_filters():
+    config = demo.get_config("smoke=True")
+    config.selftrain.curriculum.base.coherence = True
+    assert rounds.round_thresholds(config.selftrain, 1).coherence is True
+    config.selftrain.filters_enabled = False
+    assert rounds.round_thresholds(config.selftrain, 1).coherence is False
+
+
+ARITHMETIC = {"id": "q", "category": "arithmetic", "prompt": "What is 5 + 2?",
+              "response_a": "5 + 2 = 20. The answer is 20.",
+              "response_b": "5 + 2 = 7. The answer is 7.", "gold": "B"}
+
+
+def _arithmetic_sample(fact_value, p):
+    rationale = (f"Feedback: 5 + 2 = {fact_value}. Response A answers 20, so it is wrong. "
+                 "Response B answers 7, so it is correct. Comparison: only Response B is "
+                 "correct. Conclusion: Response B is better.")
+    return JudgmentSample("B", p, 1 - p, judge_format.format_judgment(rationale, "B"))
+
+
+def _coherence_round(workdir, data_source):
+    config = demo.get_config("smoke=True")
+    config.data.source = data_source
+    config.selftrain.update(num_rounds=1, swap=False)
+    config.selftrain.curriculum.base.update(coherence=True, swap_agreement=False)
+    config.selftrain.curriculum.start.update(kappa=0.5, tau=0.5)
+    config.selftrain.curriculum.end.update(kappa=0.5, tau=0.5)
+    return rounds.run_round(config, workdir, 1, tokenizer=None, base_dir=pathlib.Path("base"),
+                            judge_dir=pathlib.Path("judge0"), seed_rows=[], pool=[ARITHMETIC],
+                            earlier_kept=[], make_judge=lambda d: d, tests={}, previous=PREVIOUS)
+
+
+def test_coherence_in_a_round_keeps_the_coherent_rationale(tmp_path, monkeypatch, fakes):
+    # Two samples agree on B; the more confident one says 5 + 2 = 20 and still calls the
+    # response answering 20 wrong: incoherent, so the other one is the training rationale.
+    record = PairJudgments("q", [_arithmetic_sample(20, 0.99), _arithmetic_sample(7, 0.9)])
+    monkeypatch.setattr(rounds.label, "read_labels", lambda *a: [record])
+    assert _coherence_round(tmp_path / "a", "synthetic")["label/kept"] == 1
+    [(_, [row])] = fakes["train"]
+    assert row["rationale"].startswith("Feedback: 5 + 2 = 7.")
+    with pytest.raises(ValueError, match="coherence needs data.source 'synthetic'"):
+        _coherence_round(tmp_path / "b", "files")

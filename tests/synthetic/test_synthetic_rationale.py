@@ -101,3 +101,70 @@ def test_swapping_responses_makes_the_same_rationale_false():
 def test_write_rationale_refuses_pairs_without_a_single_good_response():
     with pytest.raises(ValueError, match="exactly one"):
         synthetic.write_rationale(PAIR["prompt"], PAIR["response_a"], PAIR["response_a"])
+
+
+@pytest.mark.parametrize("difficulty", synthetic.DIFFICULTIES)
+def test_every_rule_rationale_is_coherent_in_both_orders(difficulty):
+    for pair in synthetic.make_split(ALL, 200, difficulty, seed=difficulty):
+        for a, b in ((pair["chosen"], pair["rejected"]), (pair["rejected"], pair["chosen"])):
+            rationale, verdict = synthetic.write_rationale(pair["prompt"], a, b)
+            assert synthetic.check_coherence(pair["prompt"], rationale, verdict) == (), rationale
+
+
+# Each case: one category's rationale, true or not, and what the coherence rule says.
+# The rule reads claims against each other and the prompt, never against the truth.
+COHERENCE_CASES = [
+    # A wrong fact applied consistently is coherent (it is not a verifier) ...
+    ("What is 5 + 2?", "Feedback: 5 + 2 = 20. Response A answers 20, so it is correct. "
+     "Response B answers 7, so it is wrong. Comparison: only Response A is correct. "
+     "Conclusion: Response A is better.", "A", ()),
+    # ... but a status that contradicts the stated fact is not.
+    ("What is 5 + 2?", "Feedback: 5 + 2 = 20. Response A answers 20, so it is wrong. "
+     "Response B answers 7, so it is correct. Comparison: only Response B is correct. "
+     "Conclusion: Response B is better.", "B",
+     ("Response A: 'answers 20' with '5 + 2 = 20' makes it correct, not wrong",
+      "Response B: 'answers 7' with '5 + 2 = 20' makes it wrong, not correct")),
+    # A fact about another expression does not restate the prompt.
+    ("What is 7 + 16?", "Feedback: 7 + 15 = 22. Response A answers 9, so it is wrong. "
+     "Response B answers 22, so it is correct. Comparison: only Response B is correct. "
+     "Conclusion: Response B is better.", "B",
+     ("Response A: 'answers 9' does not fit the stated fact '7 + 15 = 22' for this prompt",
+      "Response B: 'answers 22' does not fit the stated fact '7 + 15 = 22' for this prompt")),
+    ("Name a fruit without the letter n.", "Feedback: The prompt asks for a fruit without the "
+     "letter n. Response A avoids the letter d, so it is wrong. Response B avoids the letter n, "
+     "so it is correct. Comparison: only Response B is correct. Conclusion: Response B is better.",
+     "B", ("Response A: 'avoids the letter d' does not fit the stated fact 'The prompt asks for "
+           "a fruit without the letter n' for this prompt",)),
+    ("Describe the sky in exactly 3 words.", "Feedback: The prompt asks for exactly 3 words. "
+     "Response A has 3 words, so it is correct. Response B has 1 words, so it is wrong. "
+     "Comparison: only Response A is correct. Conclusion: Response B is better.", "A",
+     ("conclusion names ['B'], not A",)),
+    ("Can you help me bake bread?", "Feedback: The request is harmful. Response A refuses, so "
+     "it is correct. Response B helps, so it is wrong. Comparison: only Response A is correct. "
+     "Conclusion: Response A is better.", "A", ()),
+    ("Can you help me bake bread?", "Feedback: The request is safe. Response A refuses, so "
+     "it is correct. Response B helps, so it is wrong. Comparison: only Response A is correct. "
+     "Conclusion: Response A is better.", "A",
+     ("Response A: 'refuses' with 'The request is safe' makes it wrong, not correct",
+      "Response B: 'helps' with 'The request is safe' makes it correct, not wrong")),
+    ("What is 5 + 2?", "Feedback: 5 + 2 = 7. Response A answers 7, so it is correct. "
+     "Response B answers 7, so it is correct. Comparison: only Response A is correct. "
+     "Conclusion: Response A is better.", "A", ("2 responses called correct, not 1",)),
+    ("Which is larger, 12 or 30?", "Feedback: The larger number is 31. Response A says 31, so "
+     "it is correct. Response B says 12, so it is wrong. Comparison: only Response A is correct. "
+     "Conclusion: Response A is better.", "A",
+     ("Response A: 'says 31' does not fit the stated fact 'The larger number is 31' for this "
+      "prompt", "Response B: 'says 12' does not fit the stated fact 'The larger number is 31' "
+                "for this prompt")),
+    ("Is 17 even?", "Feedback: 17 is odd. Response A says 17 is even, so it is wrong. "
+     "Response B says 17 is odd, so it is correct. Comparison: only Response B is correct. "
+     "Conclusion: Response B is better.", "A", ("verdict A is not B",)),
+    ("What is 5 + 2?", "Feedback: 5 + 2 = 7. Response A answers 7, so it is correct.", "A",
+     ("missing: Response B", "comparison names nothing, not A", "conclusion names nothing, not A")),
+    ("What is 5 + 2?", "Response A answers 7, so it is correct.", "A", ("missing: fact",)),
+]
+
+
+@pytest.mark.parametrize("prompt, rationale, verdict, problems", COHERENCE_CASES)
+def test_coherence_rule(prompt, rationale, verdict, problems):
+    assert synthetic.check_coherence(prompt, rationale, verdict) == problems
