@@ -90,6 +90,9 @@ def get_config(arg=None):
         batch_size=16, epochs=4.0, min_steps=100,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
+    # The seed-only and final judges on up to this many fresh pairs per difficulty
+    # (selftrain/extra_eval.py; 0 = off): the 200-pair test sets above leave ±0.035.
+    c.larger_test = dict(num_per_difficulty=800)
 
     _apply_variant(c, arg.variant)
     if arg.smoke:
@@ -99,6 +102,7 @@ def get_config(arg=None):
         c.selftrain.update(num_rounds=min(c.selftrain.num_rounds, 2), shard_size=8, epochs=1.0,
                            min_steps=1)
         c.judge.update(max_new_tokens=48)
+        c.larger_test.num_per_difficulty = 16
         for stage in (c.stage0, c.stage1, c.selftrain):  # checkpoints inside every stage
             stage.train.checkpoint_every = 3
     return c

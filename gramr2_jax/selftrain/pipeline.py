@@ -73,9 +73,28 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     final["seed_only/test_ood/accuracy"] = history[0]["test_ood/accuracy"]
     for name, metrics in extra.items():
         final.update({f"{name}/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
+    larger = _larger_test(config, workdir)
+    for judge, sets in larger.items():
+        final.update({f"larger_test/{judge}/{key}/{k}": v for key, metrics in sets.items()
+                      for k, v in metrics.items() if k in _LARGER_TEST_METRICS})
     artifacts.write_json(workdir / "final_metrics.json", final)
-    report.write_report(workdir, history, extra, config)
+    report.write_report(workdir, history, extra, config, larger)
     return final
+
+
+_LARGER_TEST_METRICS = ("accuracy", "position_bias", "faithfulness", "num_pairs")
+
+
+def _larger_test(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
+    """The seed-only and the final judge on fresh pairs per difficulty (extra_eval.py), as
+    a check with a smaller standard error than the per-round test sets'."""
+    n = config.get("larger_test", {}).get("num_per_difficulty", 0)
+    if not n or config.data.source != "synthetic" or config.selftrain.num_rounds < 1:
+        return {}
+    from gramr2_jax.selftrain import extra_eval
+
+    difficulties = sorted({*config.data.train_difficulties, config.data.ood_difficulty})
+    return extra_eval.evaluate_run(workdir, ["stage1", "last"], n, difficulties)
 
 
 def _cached(config, workdir: pathlib.Path, stage: str, build):

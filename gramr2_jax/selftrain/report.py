@@ -55,7 +55,8 @@ def plot(history: list[dict[str, Any]], out_dir: pathlib.Path) -> list[str]:
 
 
 def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
-                 baselines: dict[str, dict[str, Any]], config) -> None:
+                 baselines: dict[str, dict[str, Any]], config,
+                 larger_test: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
     categories = sorted({k.split("/")[-1] for h in history for k in h
                          if k.startswith("test_id/accuracy/")})
     lines = [
@@ -89,6 +90,17 @@ def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
         lines += ["", "## Same-data baselines (trained on the seed set only)", ""]
         lines += _table([{"baseline": k, **v} for k, v in baselines.items()],
                         ["baseline", "test_id/accuracy", "test_ood/accuracy"])
+    if larger_test:
+        lines += ["", "## Larger held-out test: seed-only vs final judge", "",
+                  "Fresh pairs of each difficulty, none in the run's data "
+                  "(`python -m gramr2_jax.selftrain.extra_eval`); a used-up category gives "
+                  "fewer pairs.", ""]
+        seed_only, final = larger_test["stage1"], larger_test["last"]
+        rows = [{"test": key, "pairs": seed_only[key]["num_pairs"],
+                 "seed-only accuracy": seed_only[key]["accuracy"],
+                 "final accuracy": final[key]["accuracy"],
+                 "Δ": final[key]["accuracy"] - seed_only[key]["accuracy"]} for key in seed_only]
+        lines += _table(rows, ["test", "pairs", "seed-only accuracy", "final accuracy", "Δ"])
     files = plot(history, workdir)
     lines += [""] + [f"![{f}]({f})" for f in files]
     artifacts.atomic_write_text(workdir / "report.md", "\n".join(lines) + "\n")

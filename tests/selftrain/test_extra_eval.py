@@ -1,0 +1,42 @@
+"""The larger held-out test sets drawn for a finished run."""
+
+import pathlib
+
+from configs import demo
+from gramr2_jax import synthetic
+from gramr2_jax.selftrain import artifacts, extra_eval, stage0
+
+
+def _data(workdir: pathlib.Path) -> list[dict]:
+    stage0.make_data(demo.get_config("smoke=True"), workdir)
+    return [r for name in ("seed", "unlabelled", "test_id", "test_ood")
+            for r in artifacts.read_jsonl(workdir / "data" / f"{name}.jsonl")]
+
+
+def test_extra_sets_are_fresh_disjoint_and_reproducible(tmp_path):
+    rows = _data(tmp_path)
+    sets = extra_eval.extra_test_sets(tmp_path, 32, [0, 1, 2])
+    assert list(sets) == ["difficulty_0", "difficulty_1", "difficulty_2"]
+    run_keys = {synthetic.pair_key(r["prompt"], r["response_a"], r["response_b"]) for r in rows}
+    seen = set()
+    for name, pairs in sets.items():
+        assert len(pairs) == 32
+        assert {p["difficulty"] for p in pairs} == {int(name[-1])}
+        assert {p["category"] for p in pairs} == {r["category"] for r in rows}
+        for p in pairs:
+            key = synthetic.pair_key(p["prompt"], p["response_a"], p["response_b"])
+            assert key not in run_keys and key not in seen
+            seen.add(key)
+            task = synthetic.parse_task(p["prompt"])  # gold is the good response
+            assert task.is_good(p["response_a"] if p["gold"] == "A" else p["response_b"])
+    assert extra_eval.extra_test_sets(tmp_path, 32, [0, 1, 2]) == sets
+    assert extra_eval.extra_test_sets(tmp_path, 32, [0], seed=1)["difficulty_0"] != sets["difficulty_0"]
+
+
+def test_a_used_up_category_gives_fewer_pairs_instead_of_failing(tmp_path):
+    _data(tmp_path)
+    [pairs] = extra_eval.extra_test_sets(tmp_path, 4000, [0]).values()
+    logic = [p for p in pairs if p["category"] == "logic"]
+    assert 0 < len(logic) < 850  # every distinct easy logic pair there is, less the run's
+    keys = {synthetic.pair_key(p["prompt"], p["response_a"], p["response_b"]) for p in pairs}
+    assert len(keys) == len(pairs)
