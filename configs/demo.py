@@ -8,26 +8,30 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
 arg keys: smoke (shrinks everything for tests), seed, sweep (variants for get_sweep, a+b),
 stage_cache (a dir: variants of one seed share data, stage 0 and stage 1; see
 selftrain/stage_cache.py), variant — one of VARIANTS:
-  full           the pipeline: seed SFT, then rounds of label → filter → retrain
+  full           the pipeline: seed SFT, then rounds of label → filter → prove →
+                 retrain. Rationales come from the prover π_ψ (the paper's design);
+                 the judge's agreeing sample and the chosen proof must both be coherent
+                 (synthetic.check_coherence: the claims agree with each other and the
+                 prompt, never checked against the truth); 3 of 4 votes suffice (kappa
+                 0.75) and coherence stands in for the confidence filter (tau 0)
+  self_rationale the default before 2026-11-27: the judge's own best agreeing sample
+                 as rationale, unanimous votes, tau 0.9 → 0.8, no coherence rule.
+                 The ablations below are variants of IT (as measured in the README):
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
   single_round   one round, with the pool of all rounds
   no_curriculum  every round uses the last (loosest) round's thresholds
-  prover         rationales from a preference-proving model with proof selection
+  prover         rationales from the prover, with proof selection
   adaptive_tau   the confidence threshold set per round from the round's own labels
                  (tau_quantile 0.7 → 0.5: the 30 % → 50 % most confident pairs pass it)
-  coherence      the rationale filter also requires a coherent rationale: its claims
-                 agree with each other (synthetic.check_coherence; never the truth)
-  prover_coherence  prover rationales, and both the judge's agreeing sample and the
-                 chosen proof must be coherent; coherence stands in for the confidence
-                 filter (tau 0) and 3 of 4 votes suffice (kappa 0.75)
+  coherence      the coherence rule on the judge's own rationales
   baselines      no self-training; the same-data BT and GRAM-v1 verdict-token baselines
 """
 
 from gramr2_jax import config_lib
 
-VARIANTS = ("full", "label_only", "no_filter", "single_round", "no_curriculum", "prover",
-            "adaptive_tau", "coherence", "prover_coherence", "baselines")
+VARIANTS = ("full", "self_rationale", "label_only", "no_filter", "single_round",
+            "no_curriculum", "prover", "adaptive_tau", "coherence", "baselines")
 
 
 _ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", sweep="", stage_cache="")
@@ -80,13 +84,16 @@ def get_config(arg=None):
         pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
         merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
         retrain_from="previous",  # "previous" (last round's judge) or "base" (stage-0 LM)
-        rationale_source="self",  # "self" (best agreeing own sample) or "prover" (π_ψ proofs)
+        rationale_source="prover",  # "prover" (π_ψ proofs) or "self" (best agreeing own sample)
         num_proofs=4,  # prover: candidate proofs per kept pair
         label_only=False, filters_enabled=True,
         curriculum_enabled=True,
-        curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600, coherence=False),
-                        start=dict(kappa=1.0, tau=0.9, tau_quantile=_optional(float)),
-                        end=dict(kappa=1.0, tau=0.8, tau_quantile=_optional(float))),
+        # Per-round thresholds (a linear schedule from start to end; strict early is possible,
+        # e.g. self_rationale's tau 0.9 → 0.8). The seed judge's p(verdict) after its own
+        # rationale is ≈ 0.999, so tau only re-measures vote agreement: off by default.
+        curriculum=dict(schedule="linear", base=dict(min_chars=20, max_chars=600, coherence=True),
+                        start=dict(kappa=0.75, tau=0.0, tau_quantile=_optional(float)),
+                        end=dict(kappa=0.75, tau=0.0, tau_quantile=_optional(float))),
         batch_size=16, epochs=4.0, min_steps=100,
         train=dict(learning_rate=1e-3, warmup_steps=10, weight_decay=0.01, checkpoint_every=50))
     c.run_baselines = False  # the same-data BT and GRAM-v1 verdict-token baselines
@@ -109,22 +116,22 @@ def get_config(arg=None):
 
 
 # Each variant as field overrides, so the sweep can pass them as --config.x=y flags.
+_SELF_RATIONALE = {"selftrain.rationale_source": "self",
+                   "selftrain.curriculum.base.coherence": False,
+                   "selftrain.curriculum.start.kappa": 1.0, "selftrain.curriculum.start.tau": 0.9,
+                   "selftrain.curriculum.end.kappa": 1.0, "selftrain.curriculum.end.tau": 0.8}
 _VARIANT_OVERRIDES = {
     "full": {},
-    "label_only": {"selftrain.label_only": True},
-    "no_filter": {"selftrain.filters_enabled": False},
-    "single_round": {"selftrain.num_rounds": 1, "selftrain.pool_per_round": "all"},
-    "no_curriculum": {"selftrain.curriculum_enabled": False},
-    "prover": {"selftrain.rationale_source": "prover"},
-    "adaptive_tau": {"selftrain.curriculum.start.tau_quantile": 0.7,
+    "self_rationale": _SELF_RATIONALE,
+    "label_only": {**_SELF_RATIONALE, "selftrain.label_only": True},
+    "no_filter": {**_SELF_RATIONALE, "selftrain.filters_enabled": False},
+    "single_round": {**_SELF_RATIONALE, "selftrain.num_rounds": 1,
+                     "selftrain.pool_per_round": "all"},
+    "no_curriculum": {**_SELF_RATIONALE, "selftrain.curriculum_enabled": False},
+    "prover": {**_SELF_RATIONALE, "selftrain.rationale_source": "prover"},
+    "adaptive_tau": {**_SELF_RATIONALE, "selftrain.curriculum.start.tau_quantile": 0.7,
                      "selftrain.curriculum.end.tau_quantile": 0.5},
-    "coherence": {"selftrain.curriculum.base.coherence": True},
-    "prover_coherence": {"selftrain.rationale_source": "prover",
-                         "selftrain.curriculum.base.coherence": True,
-                         "selftrain.curriculum.start.kappa": 0.75,
-                         "selftrain.curriculum.end.kappa": 0.75,
-                         "selftrain.curriculum.start.tau": 0.0,
-                         "selftrain.curriculum.end.tau": 0.0},
+    "coherence": {**_SELF_RATIONALE, "selftrain.curriculum.base.coherence": True},
     "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
 }
 

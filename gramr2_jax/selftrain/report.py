@@ -99,7 +99,8 @@ def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
         rows = [{"test": key, "pairs": seed_only[key]["num_pairs"],
                  "seed-only accuracy": seed_only[key]["accuracy"],
                  "final accuracy": final[key]["accuracy"],
-                 "Δ": final[key]["accuracy"] - seed_only[key]["accuracy"]} for key in seed_only]
+                 "Δ": f'{final[key]["accuracy"] - seed_only[key]["accuracy"]:+.3f}'}
+                for key in seed_only]
         lines += _table(rows, ["test", "pairs", "seed-only accuracy", "final accuracy", "Δ"])
     files = plot(history, workdir)
     lines += [""] + [f"![{f}]({f})" for f in files]

@@ -129,7 +129,7 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
     results, stats = filters.filter_pairs(records, thresholds, coherence)
     kept = kept_rows(results, pool_by_id, st.label_only)
     unproved = 0
-    if st.rationale_source == "prover" and not st.label_only:
+    if st.rationale_source == "prover" and not st.label_only and kept:  # trained once, cached
         prover_dir = prover.train_prover(config, base_dir, seed_rows, workdir / "prover" / "train",
                                          tokenizer)
         kept, unproved = prover.prove(

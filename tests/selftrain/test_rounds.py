@@ -48,10 +48,10 @@ def fakes(monkeypatch):
     return calls
 
 
-def _run(tmp_path, monkeypatch, agree):
+def _run(tmp_path, monkeypatch, agree, **selftrain):
     monkeypatch.setattr(rounds.label, "read_labels", lambda *a: _records(agree))
-    config = demo.get_config("smoke=True")
-    config.selftrain.num_rounds = 1
+    config = demo.get_config("smoke=True,variant=self_rationale")
+    config.selftrain.update(num_rounds=1, **selftrain)
     return rounds.run_round(config, tmp_path, 1, tokenizer=None, base_dir=pathlib.Path("base"),
                             judge_dir=pathlib.Path("judge0"), seed_rows=[{"id": "s"}] * 16,
                             pool=POOL, earlier_kept=[], make_judge=lambda d: f"judge@{d}",
@@ -87,14 +87,14 @@ def test_report_says_which_rounds_carried_the_previous_judge(tmp_path, monkeypat
     from gramr2_jax.selftrain import report
 
     history = [PREVIOUS, _run(tmp_path, monkeypatch, agree=False)]
-    report.write_report(tmp_path, history, {}, demo.get_config("smoke=True"))
+    report.write_report(tmp_path, history, {}, demo.get_config("smoke=True,variant=self_rationale"))
     text = (tmp_path / "report.md").read_text()
     assert "Round(s) 1 kept no pair and did not retrain" in text
     assert (tmp_path / "accuracy.png").stat().st_size > 0
 
 
 def test_round_thresholds_switch_coherence_off_with_the_other_filters():
-    config = demo.get_config("smoke=True")
+    config = demo.get_config("smoke=True,variant=self_rationale")
     config.selftrain.curriculum.base.coherence = True
     assert rounds.round_thresholds(config.selftrain, 1).coherence is True
     config.selftrain.filters_enabled = False
@@ -114,7 +114,7 @@ def _arithmetic_sample(fact_value, p):
 
 
 def _coherence_round(workdir, data_source):
-    config = demo.get_config("smoke=True")
+    config = demo.get_config("smoke=True,variant=self_rationale")
     config.data.source = data_source
     config.selftrain.update(num_rounds=1, swap=False)
     config.selftrain.curriculum.base.update(coherence=True, swap_agreement=False)
@@ -135,3 +135,13 @@ def test_coherence_in_a_round_keeps_the_coherent_rationale(tmp_path, monkeypatch
     assert row["rationale"].startswith("Feedback: 5 + 2 = 7.")
     with pytest.raises(ValueError, match="coherence needs data.source 'synthetic'"):
         _coherence_round(tmp_path / "b", "files")
+
+
+@pytest.mark.parametrize("agree", [False, True])
+def test_the_prover_is_trained_only_when_a_round_keeps_pairs(tmp_path, monkeypatch, fakes, agree):
+    trained = []
+    monkeypatch.setattr(rounds.prover, "train_prover", lambda *a: trained.append(a) or "prover")
+    monkeypatch.setattr(rounds.prover, "prove", lambda config, d, rows, **k: (rows, 0))
+    metrics = _run(tmp_path, monkeypatch, agree, rationale_source="prover")
+    assert len(trained) == (1 if agree else 0)
+    assert metrics["retrained"] is agree
