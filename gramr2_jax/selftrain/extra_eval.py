@@ -14,7 +14,8 @@ never labelled for the run, though the pretraining text may show a pair's texts
 without its label, as it may for the pool.
 
 Judges: `stage1` (the seed-only judge), `round_<r>`, or `last` (the last round's).
-Writes <workdir>/extra_eval/<judge>.json (reused on rerun) and prints one JSON object.
+Writes <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json (reused on rerun) and prints
+one JSON object.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ _GIVE_UP_AFTER = 2000  # duplicate draws in a row: the category's pairs are used
 
 
 def _model_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
+    """(stage name, exported model dir) of a judge, found from the workdir's layout (so the
+    workdir may have moved since the run): a round that kept no pair did not retrain and
+    carries the previous judge forward."""
     from gramr2_jax.selftrain import artifacts
 
     if judge == "last":
@@ -38,12 +42,13 @@ def _model_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
         if not rounds:
             raise ValueError(f"--judges: last: {workdir} has no finished round")
         judge = rounds[-1].name
-    metrics = workdir / judge / "metrics.json"
-    if not metrics.exists():
-        raise ValueError(f"--judges: {judge}: {metrics} does not exist (stage not finished?)")
-    model_dir = pathlib.Path(artifacts.read_json(metrics)["model_dir"])
-    # A round that kept no pair names the judge it carried forward.
-    return judge, model_dir if model_dir.is_absolute() else pathlib.Path.cwd() / model_dir
+    if not artifacts.is_done(workdir / judge):
+        raise ValueError(f"--judges: {judge}: {workdir / judge} is not a finished stage")
+    if judge == "stage1" or artifacts.read_json(workdir / judge / "metrics.json").get(
+            "retrained", True):  # runs before 2026-11-27 always retrained
+        return judge, workdir / judge / "train" / "export"
+    r = int(judge.split("_")[1])
+    return judge, _model_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
 
 
 def extra_test_sets(workdir: pathlib.Path, num: int, difficulties: list[int], seed: int = 0

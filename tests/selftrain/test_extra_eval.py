@@ -2,6 +2,8 @@
 
 import pathlib
 
+import pytest
+
 from configs import demo
 from gramr2_jax import synthetic
 from gramr2_jax.selftrain import artifacts, extra_eval, stage0
@@ -40,3 +42,15 @@ def test_a_used_up_category_gives_fewer_pairs_instead_of_failing(tmp_path):
     assert 0 < len(logic) < 850  # every distinct easy logic pair there is, less the run's
     keys = {synthetic.pair_key(p["prompt"], p["response_a"], p["response_b"]) for p in pairs}
     assert len(keys) == len(pairs)
+
+
+def test_judges_are_found_from_the_workdir_layout(tmp_path):
+    for stage, metrics in (("stage1", {"round": 0}), ("round_1", {"retrained": True}),
+                           ("round_2", {"retrained": False})):
+        artifacts.write_json(tmp_path / stage / "metrics.json", {**metrics, "model_dir": "moved"})
+        artifacts.mark_done(tmp_path / stage)
+    assert extra_eval._model_dir(tmp_path, "stage1") == ("stage1", tmp_path / "stage1/train/export")
+    # round 2 kept no pair: it carries round 1's judge forward
+    assert extra_eval._model_dir(tmp_path, "last") == ("round_2", tmp_path / "round_1/train/export")
+    with pytest.raises(ValueError, match="round_3"):
+        extra_eval._model_dir(tmp_path, "round_3")
