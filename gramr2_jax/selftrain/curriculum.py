@@ -36,6 +36,11 @@ class FilterThresholds:
     max_chars: int = 2000
     required_sections: tuple[str, ...] = ("Feedback:", "Conclusion:")
 
+    @property
+    def checks_coherence(self) -> bool:
+        """Coherence is part of the rationale rules: on only when both are."""
+        return self.coherence and self.rationale_rules
+
     def __post_init__(self) -> None:
         errors = threshold_errors(dataclasses.asdict(self), "thresholds")
         if errors:

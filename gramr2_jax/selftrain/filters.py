@@ -162,7 +162,7 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds,
     samples = list(record.original) + list(record.swapped)
     if not samples:
         raise ValueError(f"pair {record.pair_id!r} has no judgment samples")
-    if thresholds.coherence and thresholds.rationale_rules and coherence is None:
+    if thresholds.checks_coherence and coherence is None:
         raise ValueError("thresholds.coherence is on but no coherence checker was given")
     if thresholds.swap_agreement and not (record.original and record.swapped):
         raise ValueError(f"pair {record.pair_id!r}: swap_agreement needs samples in both orders")
@@ -187,7 +187,7 @@ def filter_pair(record: PairJudgments, thresholds: FilterThresholds,
         if sample.verdict == label
     ]
     if thresholds.rationale_rules:
-        check = coherence if thresholds.coherence else None
+        check = coherence if thresholds.checks_coherence else None
         passing = [c for c in candidates if _rationale_ok(c, label, thresholds, record.pair_id, check)]
         if not passing:
             reasons.append("rationale")

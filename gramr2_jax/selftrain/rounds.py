@@ -123,7 +123,7 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
     records = label.read_labels(labels_dir, len(pairs), st.shard_size)
     thresholds = round_thresholds(st, r)
     coherence = coherence_checker(config, pool_by_id)
-    if thresholds.coherence and thresholds.rationale_rules and coherence is None:
+    if thresholds.checks_coherence and coherence is None:
         raise ValueError("selftrain.curriculum: coherence needs data.source 'synthetic' (its "
                          "checker reads the synthetic domain's rationale claims)")
     results, stats = filters.filter_pairs(records, thresholds, coherence)
@@ -134,7 +134,7 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
                                          tokenizer)
         kept, unproved = prover.prove(
             config, prover_dir, kept, num_candidates=st.num_proofs, seed=config.seed * 1000 + r,
-            coherence=coherence if thresholds.coherence and thresholds.rationale_rules else None)
+            coherence=coherence if thresholds.checks_coherence else None)
     artifacts.write_jsonl(round_dir / "kept.jsonl", kept)
     log.info("round %d: kept %d/%d pairs (drops: %s; no proof: %d)", r, len(kept), stats.total,
              stats.drops_by_reason, unproved)
