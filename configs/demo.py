@@ -7,7 +7,8 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
 
 arg keys: smoke (shrinks everything for tests), seed, sweep (variants for get_sweep, a+b),
 stage_cache (a dir: variants of one seed share data, stage 0 and stage 1; see
-selftrain/stage_cache.py), variant — one of VARIANTS:
+selftrain/stage_cache.py), base (the pipeline an ablation changes: full or self_rationale),
+variant — one of VARIANTS:
   full           the pipeline: seed SFT, then rounds of label → filter → prove →
                  retrain. Rationales come from the prover π_ψ (the paper's design);
                  the judge's agreeing sample and the chosen proof must both be coherent
@@ -15,13 +16,16 @@ selftrain/stage_cache.py), variant — one of VARIANTS:
                  prompt, never checked against the truth); 3 of 4 votes suffice (kappa
                  0.75) and coherence stands in for the confidence filter (tau 0)
   self_rationale the default before 2026-11-27: the judge's own best agreeing sample
-                 as rationale, unanimous votes, tau 0.9 → 0.8, no coherence rule.
-                 The ablations below are variants of IT (as measured in the README):
+                 as rationale, unanimous votes, tau 0.9 → 0.8, no coherence rule
+The ablations change one thing of the base (base=full unless given; the README's older
+ablation rows were measured with base=self_rationale). One that changes nothing of its
+base is an error (prover or coherence on full, own_rationale on self_rationale):
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
   single_round   one round, with the pool of all rounds
   no_curriculum  every round uses the last (loosest) round's thresholds
   prover         rationales from the prover, with proof selection
+  own_rationale  rationales from the judge's own best agreeing sample
   adaptive_tau   the confidence threshold set per round from the round's own labels
                  (tau_quantile 0.7 → 0.5: the 30 % → 50 % most confident pairs pass it)
   coherence      the coherence rule on the judge's own rationales
@@ -29,12 +33,21 @@ selftrain/stage_cache.py), variant — one of VARIANTS:
 """
 
 from gramr2_jax import config_lib
+from gramr2_jax.selftrain import curriculum
 
-VARIANTS = ("full", "self_rationale", "label_only", "no_filter", "single_round",
-            "no_curriculum", "prover", "adaptive_tau", "coherence", "baselines")
+BASES = ("full", "self_rationale")
+VARIANTS = BASES + ("label_only", "no_filter", "single_round", "no_curriculum", "prover",
+                    "own_rationale", "adaptive_tau", "coherence", "baselines")
+# What `python launch/sweep.py --config=configs/demo.py[:base=...]` runs with no sweep= arg:
+# the variants that change something of that base.
+DEFAULT_SWEEPS = {
+    "full": ("full", "label_only", "no_filter", "single_round", "own_rationale", "baselines"),
+    "self_rationale": ("self_rationale", "label_only", "no_filter", "single_round",
+                       "no_curriculum", "prover", "adaptive_tau", "coherence", "baselines"),
+}
 
 
-_ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", sweep="", stage_cache="")
+_ARG_DEFAULTS = dict(smoke=False, seed=0, variant="full", base="full", sweep="", stage_cache="")
 
 
 def _optional(kind):
@@ -101,7 +114,7 @@ def get_config(arg=None):
     # (selftrain/extra_eval.py; 0 = off): the 200-pair test sets above leave ±0.035.
     c.larger_test = dict(num_per_difficulty=800)
 
-    _apply_variant(c, arg.variant)
+    _apply_variant(c, arg.base, arg.variant)
     if arg.smoke:
         c.data.update(num_seed=16, num_unlabelled=32, num_test=8, num_pretrain=300)
         c.stage0.update(vocab_size=384, epochs=1.0)
@@ -116,40 +129,78 @@ def get_config(arg=None):
 
 
 # Each variant as field overrides, so the sweep can pass them as --config.x=y flags.
-_SELF_RATIONALE = {"selftrain.rationale_source": "self",
-                   "selftrain.curriculum.base.coherence": False,
-                   "selftrain.curriculum.start.kappa": 1.0, "selftrain.curriculum.start.tau": 0.9,
-                   "selftrain.curriculum.end.kappa": 1.0, "selftrain.curriculum.end.tau": 0.8}
-_VARIANT_OVERRIDES = {
+_BASE_OVERRIDES = {
     "full": {},
-    "self_rationale": _SELF_RATIONALE,
-    "label_only": {**_SELF_RATIONALE, "selftrain.label_only": True},
-    "no_filter": {**_SELF_RATIONALE, "selftrain.filters_enabled": False},
-    "single_round": {**_SELF_RATIONALE, "selftrain.num_rounds": 1,
-                     "selftrain.pool_per_round": "all"},
-    "no_curriculum": {**_SELF_RATIONALE, "selftrain.curriculum_enabled": False},
-    "prover": {**_SELF_RATIONALE, "selftrain.rationale_source": "prover"},
-    "adaptive_tau": {**_SELF_RATIONALE, "selftrain.curriculum.start.tau_quantile": 0.7,
+    "self_rationale": {"selftrain.rationale_source": "self",
+                       "selftrain.curriculum.base.coherence": False,
+                       "selftrain.curriculum.start.kappa": 1.0,
+                       "selftrain.curriculum.start.tau": 0.9,
+                       "selftrain.curriculum.end.kappa": 1.0, "selftrain.curriculum.end.tau": 0.8},
+}
+_ABLATIONS = {
+    "label_only": {"selftrain.label_only": True},
+    "no_filter": {"selftrain.filters_enabled": False},
+    "single_round": {"selftrain.num_rounds": 1, "selftrain.pool_per_round": "all"},
+    "no_curriculum": {"selftrain.curriculum_enabled": False},
+    "prover": {"selftrain.rationale_source": "prover"},
+    "own_rationale": {"selftrain.rationale_source": "self"},
+    "adaptive_tau": {"selftrain.curriculum.start.tau_quantile": 0.7,
                      "selftrain.curriculum.end.tau_quantile": 0.5},
-    "coherence": {**_SELF_RATIONALE, "selftrain.curriculum.base.coherence": True},
+    "coherence": {"selftrain.curriculum.base.coherence": True},
     "baselines": {"selftrain.num_rounds": 0, "run_baselines": True},
 }
 
 
-def _apply_variant(c, variant):
+def _check(base, variant):
+    if base not in BASES:
+        raise ValueError(f"config arg: base: {base!r} is not one of {BASES}")
     if variant not in VARIANTS:
         raise ValueError(f"config arg: variant: {variant!r} is not one of {VARIANTS}")
-    for key, value in _VARIANT_OVERRIDES[variant].items():
+
+
+def _overrides(base, variant):
+    _check(base, variant)
+    if variant in BASES:  # a base is its own variant, whatever base= says
+        return dict(_BASE_OVERRIDES[variant])
+    return {**_BASE_OVERRIDES[base], **_ABLATIONS[variant]}
+
+
+def _set(c, overrides):
+    for key, value in overrides.items():
         section, _, field = key.rpartition(".")
         (c[section] if section else c)[field] = value
 
 
+def _apply_variant(c, base, variant):
+    """Sets the variant's fields; raises ValueError for an ablation that changes nothing."""
+    _check(base, variant)
+    if variant in BASES:
+        _set(c, _BASE_OVERRIDES[variant])
+        return
+    _set(c, _BASE_OVERRIDES[base])
+    before = c.to_dict()
+    _set(c, _ABLATIONS[variant])
+    if variant == "no_curriculum":  # the switch only matters if thresholds change by round
+        changed = len(set(_per_round_thresholds(c.selftrain))) > 1
+    else:
+        changed = c.to_dict() != before
+    if not changed:
+        raise ValueError(f"config arg: variant: {variant!r} changes nothing of base {base!r}: "
+                         "that is the base itself")
+
+
+def _per_round_thresholds(st):
+    cur = {**st.curriculum.to_dict(), "num_rounds": st.num_rounds}
+    return [curriculum.thresholds_for_round(cur, r) for r in range(1, st.num_rounds + 1)]
+
+
 def get_sweep(arg=None):
-    """The ablation table: every variant, or those in arg sweep=a+b (crossed with --seeds
-    by launch/sweep.py)."""
+    """The ablation table: the base's variants (DEFAULT_SWEEPS), or those in arg sweep=a+b
+    (crossed with --seeds by launch/sweep.py)."""
     arg = config_lib.parse_arg(arg, **_ARG_DEFAULTS)
-    variants = arg.sweep.split("+") if arg.sweep else VARIANTS
+    _check(arg.base, "full")
+    variants = arg.sweep.split("+") if arg.sweep else DEFAULT_SWEEPS[arg.base]
     for v in variants:
         if v not in VARIANTS:
             raise ValueError(f"config arg: sweep: {v!r} is not one of {VARIANTS}")
-    return [{"variant": v, **_VARIANT_OVERRIDES[v]} for v in variants]
+    return [{"variant": v, **_overrides(arg.base, v)} for v in variants]
