@@ -20,6 +20,7 @@ one JSON object.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pathlib
 import random
@@ -88,24 +89,37 @@ def extra_test_sets(workdir: pathlib.Path, num: int, difficulties: list[int], se
 def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficulties: list[int],
                  seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """{judge as given: {"difficulty_<d>": evaluate_judge metrics + num_pairs}}, cached in
-    <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json ("last" resolves to its round)."""
+    <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json ("last" resolves to its round).
+    Each cached set carries the SHA-256 of its pairs; one drawn differently now (another
+    generator, changed run data) is judged again instead of reused."""
     from gramr2_jax.judge import Judge
     from gramr2_jax.selftrain import artifacts
     from gramr2_jax.selftrain.evaluation import evaluate_judge
 
     named = {j: _model_dir(workdir, j) for j in judges}
     sets = extra_test_sets(workdir, num, difficulties, seed)
+    digests = {key: _digest(rows) for key, rows in sets.items()}
     report = {}
     for name, (stage, model_dir) in named.items():
         out = workdir / "extra_eval" / f"{stage}-n{num}-seed{seed}.json"
         metrics = artifacts.read_json(out) if out.exists() else {}
-        missing = {key: rows for key, rows in sets.items() if key not in metrics}
+        missing = {key: rows for key, rows in sets.items()
+                   if metrics.get(key, {}).get(_DIGEST) != digests[key]}
         if missing:
             judge = Judge.from_pretrained(model_dir)
-            metrics.update({key: evaluate_judge(judge, rows) for key, rows in missing.items()})
+            metrics.update({key: {**evaluate_judge(judge, rows), _DIGEST: digests[key]}
+                            for key, rows in missing.items()})
             metrics = artifacts.write_json(out, metrics)
-        report[name] = {key: dict(metrics[key], num_pairs=len(rows)) for key, rows in sets.items()}
+        report[name] = {key: {**{k: v for k, v in metrics[key].items() if k != _DIGEST},
+                              "num_pairs": len(rows)} for key, rows in sets.items()}
     return report
+
+
+_DIGEST = "pairs_sha256"
+
+
+def _digest(rows: list[dict]) -> str:
+    return hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest()
 
 
 def _define_flags() -> None:

@@ -54,3 +54,31 @@ def test_judges_are_found_from_the_workdir_layout(tmp_path):
     assert extra_eval._model_dir(tmp_path, "last") == ("round_2", tmp_path / "round_1/train/export")
     with pytest.raises(ValueError, match="round_3"):
         extra_eval._model_dir(tmp_path, "round_3")
+
+
+def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch):
+    from gramr2_jax import judge as judge_lib
+    from gramr2_jax.selftrain import evaluation
+
+    _data(tmp_path)
+    artifacts.write_json(tmp_path / "stage1" / "metrics.json", {"round": 0})
+    artifacts.mark_done(tmp_path / "stage1")
+    judged = []
+    monkeypatch.setattr(judge_lib.Judge, "from_pretrained", staticmethod(lambda path: path))
+    monkeypatch.setattr(evaluation, "evaluate_judge",
+                        lambda judge, rows: judged.append(len(rows)) or {"accuracy": 0.5})
+
+    def run():
+        return extra_eval.evaluate_run(tmp_path, ["stage1"], 8, [0, 1])
+
+    first = run()
+    assert judged == [8, 8]
+    assert first == {"stage1": {f"difficulty_{d}": {"accuracy": 0.5, "num_pairs": 8}
+                                for d in (0, 1)}}
+    assert run() == first and judged == [8, 8]  # cached
+    cache = tmp_path / "extra_eval" / "stage1-n8-seed0.json"
+    stored = artifacts.read_json(cache)
+    stored["difficulty_1"]["pairs_sha256"] = "0" * 64  # drawn from other pairs
+    del stored["difficulty_0"]["pairs_sha256"]  # written before sets carried a digest
+    artifacts.write_json(cache, stored)
+    assert run() == first and judged == [8, 8, 8, 8]
