@@ -31,7 +31,7 @@ from absl import app, flags
 _GIVE_UP_AFTER = 2000  # duplicate draws in a row: the category's pairs are used up
 
 
-def _model_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
+def judge_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
     """(stage name, exported model dir) of a judge, found from the workdir's layout (so the
     workdir may have moved since the run): a round that kept no pair did not retrain and
     carries the previous judge forward."""
@@ -49,7 +49,7 @@ def _model_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
             "retrained", True):  # runs before 2026-11-27 always retrained
         return judge, workdir / judge / "train" / "export"
     r = int(judge.split("_")[1])
-    return judge, _model_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
+    return judge, judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
 
 
 def extra_test_sets(workdir: pathlib.Path, num: int, difficulties: list[int], seed: int = 0
@@ -96,7 +96,7 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
     from gramr2_jax.selftrain import artifacts
     from gramr2_jax.selftrain.evaluation import evaluate_judge
 
-    named = {j: _model_dir(workdir, j) for j in judges}
+    named = {j: judge_dir(workdir, j) for j in judges}
     sets = extra_test_sets(workdir, num, difficulties, seed)
     digests = {key: _digest(rows) for key, rows in sets.items()}
     report = {}

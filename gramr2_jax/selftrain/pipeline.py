@@ -9,6 +9,8 @@ rerunning the same command resumes after the last finished piece:
   round_r/          labels/, kept.jsonl, train/, metrics.json               (r = 1..R)
   baselines/<name>/ the same-data baselines requested in config.baselines
   final_metrics.json, report.md, *.png
+  config.json       the config of the run's first start (config.<n>.json: a later start's
+                    config that differed; the differences are logged)
 
 With config.stage_cache set, data/, stage0/ and stage1/ are taken from (and
 added to) a cache shared by runs that agree on them (stage_cache.py).
@@ -16,6 +18,7 @@ added to) a cache shared by runs that agree on them (stage_cache.py).
 
 from __future__ import annotations
 
+import json
 import logging
 import pathlib
 from typing import Any
@@ -27,7 +30,7 @@ from gramr2_jax.selftrain import artifacts, baselines, report, rounds, stage0, s
 log = logging.getLogger(__name__)
 
 
-def _judge_factory(config: ml_collections.ConfigDict):
+def judge_factory(config: ml_collections.ConfigDict):
     from gramr2_jax.judge import Judge
 
     def make(model_dir: pathlib.Path):
@@ -36,9 +39,41 @@ def _judge_factory(config: ml_collections.ConfigDict):
     return make
 
 
+def record_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> list[str]:
+    """Writes <workdir>/config.json on the first start. A later start with another config
+    (more rounds, say) goes on, since finished stages stay as they are, but its config is
+    kept as config.<n>.json and the changed fields are logged. Returns them."""
+    now = json.loads(config.to_json_best_effort(sort_keys=True))
+    first_path = workdir / "config.json"
+    if not first_path.exists():
+        artifacts.write_json(first_path, now)
+        return []
+    changed = config_changes(artifacts.read_json(first_path), now)
+    if changed:
+        earlier = [artifacts.read_json(p) for p in workdir.glob("config.*.json")]
+        if now not in earlier:
+            artifacts.write_json(workdir / f"config.{len(earlier) + 2}.json", now)
+        log.warning("%s was started with another config; changed: %s. Finished stages are "
+                    "kept as they were made (see config.json)", workdir, ", ".join(changed))
+    return changed
+
+
+def config_changes(before: dict[str, Any], after: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the fields whose values differ between two config dicts."""
+    out = []
+    for key in sorted(before.keys() | after.keys()):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}")
+    return out
+
+
 def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[str, Any]:
     workdir = pathlib.Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
+    record_config(config, workdir)
     data_dir = _cached(config, workdir, "data", lambda: stage0.make_data(config, workdir))
 
     def base_model():
@@ -51,7 +86,7 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     seed_rows = artifacts.read_jsonl(data_dir / "seed.jsonl")
     pool = artifacts.read_jsonl(data_dir / "unlabelled.jsonl")
     tests = {name: artifacts.read_jsonl(data_dir / f"{name}.jsonl") for name in ("test_id", "test_ood")}
-    make_judge = _judge_factory(config)
+    make_judge = judge_factory(config)
 
     history = [_cached(config, workdir, "stage1", lambda: seed_stage(
         config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests))]

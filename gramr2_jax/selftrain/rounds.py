@@ -96,6 +96,38 @@ def _report_labels(records, results, pool_by_id) -> dict[str, float]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """What the filters (and the prover) make of a round's recorded labels."""
+
+    kept: list[dict[str, Any]]  # training rows: pseudo-label + rationale, original frame
+    results: list[filters.FilterResult]
+    stats: filters.FilterStats
+    unproved: int  # kept by the filters, dropped for want of a (coherent) proof
+    thresholds: curriculum.FilterThresholds
+
+
+def select(config: ml_collections.ConfigDict, r: int, records, pool_by_id: dict[str, dict],
+           train_prover) -> Selection:
+    """Round r's filters over its recorded labels, then proofs when the rationale source
+    is the prover (train_prover() gives the prover's model dir; called only then)."""
+    st = config.selftrain
+    thresholds = round_thresholds(st, r)
+    coherence = coherence_checker(config, pool_by_id)
+    if thresholds.checks_coherence and coherence is None:
+        raise ValueError("selftrain.curriculum: coherence needs data.source 'synthetic' (its "
+                         "checker reads the synthetic domain's rationale claims)")
+    results, stats = filters.filter_pairs(records, thresholds, coherence)
+    kept = kept_rows(results, pool_by_id, st.label_only)
+    unproved = 0
+    if st.rationale_source == "prover" and not st.label_only and kept:
+        kept, unproved = prover.prove(
+            config, train_prover(), kept, num_candidates=st.num_proofs,
+            seed=config.seed * 1000 + r,
+            coherence=coherence if thresholds.checks_coherence else None)
+    return Selection(kept, results, stats, unproved, thresholds)
+
+
 def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, *, tokenizer,
               base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_rows: list[dict],
               pool: list[dict], earlier_kept: list[dict], make_judge, tests,
@@ -121,28 +153,17 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
 
         multihost_utils.sync_global_devices(f"round {r} labels")
     records = label.read_labels(labels_dir, len(pairs), st.shard_size)
-    thresholds = round_thresholds(st, r)
-    coherence = coherence_checker(config, pool_by_id)
-    if thresholds.checks_coherence and coherence is None:
-        raise ValueError("selftrain.curriculum: coherence needs data.source 'synthetic' (its "
-                         "checker reads the synthetic domain's rationale claims)")
-    results, stats = filters.filter_pairs(records, thresholds, coherence)
-    kept = kept_rows(results, pool_by_id, st.label_only)
-    unproved = 0
-    if st.rationale_source == "prover" and not st.label_only and kept:  # trained once, cached
-        prover_dir = prover.train_prover(config, base_dir, seed_rows, workdir / "prover" / "train",
-                                         tokenizer)
-        kept, unproved = prover.prove(
-            config, prover_dir, kept, num_candidates=st.num_proofs, seed=config.seed * 1000 + r,
-            coherence=coherence if thresholds.checks_coherence else None)
+    chosen = select(config, r, records, pool_by_id, lambda: prover.train_prover(
+        config, base_dir, seed_rows, workdir / "prover" / "train", tokenizer))
+    kept, stats = chosen.kept, chosen.stats
     artifacts.write_jsonl(round_dir / "kept.jsonl", kept)
     log.info("round %d: kept %d/%d pairs (drops: %s; no proof: %d)", r, len(kept), stats.total,
-             stats.drops_by_reason, unproved)
+             stats.drops_by_reason, chosen.unproved)
 
     metrics = {"round": r, "retrained": bool(kept),
-               "thresholds": dataclasses.asdict(thresholds), "tau_applied": stats.tau,
-               "drops": stats.drops_by_reason, "label/unproved": unproved,
-               **_report_labels(records, results, pool_by_id)}
+               "thresholds": dataclasses.asdict(chosen.thresholds), "tau_applied": stats.tau,
+               "drops": stats.drops_by_reason, "label/unproved": chosen.unproved,
+               **_report_labels(records, chosen.results, pool_by_id)}
     if kept:
         train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
         start_dir = base_dir if st.retrain_from == "base" else judge_dir

@@ -49,11 +49,11 @@ def test_judges_are_found_from_the_workdir_layout(tmp_path):
                            ("round_2", {"retrained": False})):
         artifacts.write_json(tmp_path / stage / "metrics.json", {**metrics, "model_dir": "moved"})
         artifacts.mark_done(tmp_path / stage)
-    assert extra_eval._model_dir(tmp_path, "stage1") == ("stage1", tmp_path / "stage1/train/export")
+    assert extra_eval.judge_dir(tmp_path, "stage1") == ("stage1", tmp_path / "stage1/train/export")
     # round 2 kept no pair: it carries round 1's judge forward
-    assert extra_eval._model_dir(tmp_path, "last") == ("round_2", tmp_path / "round_1/train/export")
+    assert extra_eval.judge_dir(tmp_path, "last") == ("round_2", tmp_path / "round_1/train/export")
     with pytest.raises(ValueError, match="round_3"):
-        extra_eval._model_dir(tmp_path, "round_3")
+        extra_eval.judge_dir(tmp_path, "round_3")
 
 
 def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch):

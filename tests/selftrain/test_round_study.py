@@ -1,0 +1,137 @@
+"""round_study: a finished round retrained with one thing changed."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from configs import demo
+from gramr2_jax import synthetic
+from gramr2_jax.selftrain import artifacts, pipeline, round_study
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _slice():
+    pairs = synthetic.make_split(["arithmetic", "constraint", "safety", "logic"], 12, 0, 3)
+    return synthetic.to_unlabelled(pairs, "study")
+
+
+def _kept(pool_slice):
+    """Every second pair kept; the first kept one with the wrong pseudo-label."""
+    rows = []
+    for i, p in enumerate(pool_slice[::2]):
+        wrong = i == 0
+        verdict = ("B" if p["gold"] == "A" else "A") if wrong else p["gold"]
+        rows.append({k: p[k] for k in ("id", "category", "prompt", "response_a", "response_b")}
+                    | {"verdict": verdict, "rationale": f"recorded {i}"})
+    return rows
+
+
+def test_round_rows_change_only_what_is_asked():
+    pool_slice = _slice()
+    kept = _kept(pool_slice)
+    same = round_study.round_rows(kept, pool_slice, train_on="kept", labels="pseudo",
+                                  rationales="recorded")
+    assert same == kept
+    correct = round_study.round_rows(kept, pool_slice, train_on="kept_correct",
+                                     labels="pseudo", rationales="recorded")
+    assert correct == kept[1:]
+    gold = round_study.round_rows(kept, pool_slice, train_on="kept", labels="gold",
+                                  rationales="recorded")
+    assert [r["verdict"] for r in gold] == [
+        next(p["gold"] for p in pool_slice if p["id"] == r["id"]) for r in kept]
+    assert [r["rationale"] for r in gold] == [r["rationale"] for r in kept]
+    bare = round_study.round_rows(kept, pool_slice, train_on="kept", labels="pseudo",
+                                  rationales="none")
+    assert {r["rationale"] for r in bare} == {""}
+    assert [r["verdict"] for r in bare] == [r["verdict"] for r in kept]
+    assert round_study.round_rows(kept, pool_slice, train_on="none", labels="pseudo",
+                                  rationales="recorded") == []
+
+
+def test_rule_rationales_and_the_whole_slice_are_gold_and_faithful():
+    pool_slice = _slice()
+    kept = _kept(pool_slice)
+    for train_on, n in (("kept", len(kept)), ("slice", len(pool_slice))):
+        rows = round_study.round_rows(kept, pool_slice, train_on=train_on, labels="gold",
+                                      rationales="rule")
+        stats = round_study.row_stats(rows, pool_slice)
+        assert stats == {"rows": n, "precision": 1.0, "faithfulness": 1.0}
+    recorded = round_study.row_stats(kept, pool_slice)
+    assert recorded["precision"] == (len(kept) - 1) / len(kept)
+    assert recorded["faithfulness"] == 0.0  # "recorded i" states no checkable claim
+
+
+@pytest.mark.parametrize("train_on,labels,rationales,message", [
+    ("kept", "pseudo", "rule", "needs --labels=gold"),
+    ("slice", "pseudo", "none", "--train_on=slice"),
+    ("slice", "gold", "recorded", "--train_on=slice"),
+    ("all", "gold", "rule", "choose from"),
+])
+def test_impossible_combinations_are_named(train_on, labels, rationales, message):
+    pool_slice = _slice()
+    with pytest.raises(ValueError, match=message):
+        round_study.round_rows(_kept(pool_slice), pool_slice, train_on=train_on, labels=labels,
+                               rationales=rationales)
+
+
+@pytest.mark.slow
+def test_the_unchanged_round_retrains_to_the_runs_own_judge(tmp_path):
+    """Same config, kept pairs as recorded: the study's judge scores what the run's round-1
+    judge scored (training is deterministic); gold + rule rows are all correct and faithful."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    config = "--config=configs/demo.py:smoke,variant=self_rationale"
+    run = subprocess.run([sys.executable, "-m", "gramr2_jax.main", config,
+                          f"--workdir={tmp_path / 'run'}"], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    round_1 = artifacts.read_json(tmp_path / "run" / "round_1" / "metrics.json")
+    assert round_1["retrained"], "the smoke run's round 1 kept no pair: nothing to compare"
+
+    def study(out, *flags):
+        done = subprocess.run(
+            [sys.executable, "-m", "gramr2_jax.selftrain.round_study", config,
+             f"--workdir={tmp_path / 'run'}", "--round=1", f"--out={tmp_path / out}",
+             "--larger_test=0", *flags], cwd=REPO, env=env, capture_output=True, text=True,
+            timeout=900)
+        return done.returncode, done.stdout, done.stderr
+
+    code, out, err = study("same")
+    assert code == 0, err[-3000:]
+    same = json.loads(out)
+    for key in ("test_id/accuracy", "test_ood/accuracy", "test_id/position_bias"):
+        assert same[key] == round_1[key], key
+    assert same["round_rows/rows"] == round_1["label/kept"]
+    assert same["round_rows/precision"] == pytest.approx(round_1["label/precision"])
+
+    code, out, err = study("oracle", "--labels=gold", "--rationales=rule", "--refilter")
+    assert code == 0, err[-3000:]
+    oracle = json.loads(out)
+    assert oracle["round_rows/rows"] == round_1["label/kept"]  # refiltered: the same pairs
+    assert oracle["round_rows/precision"] == oracle["round_rows/faithfulness"] == 1.0
+
+    code, _, err = study("bad", "--train_on=slice")
+    assert code == 2 and "--train_on=slice" in err and "Traceback" not in err
+
+
+def test_kept_pairs_outside_the_configs_round_slice_are_a_config_error(tmp_path):
+    config = demo.get_config("smoke=True")  # 2 rounds of a 32-pair pool: 16 per round
+    pool = synthetic.to_unlabelled(synthetic.make_split(["arithmetic"], 32, 0, 1), "pool")
+    artifacts.write_jsonl(tmp_path / "data" / "unlabelled.jsonl", pool)
+    artifacts.write_jsonl(tmp_path / "data" / "seed.jsonl", [])
+    artifacts.write_jsonl(tmp_path / "round_1" / "kept.jsonl", _kept(pool[20:24]))
+    artifacts.mark_done(tmp_path / "round_1")
+    with pytest.raises(ValueError, match="2 kept pairs .* not in round 1's slice"):
+        round_study.run(config, tmp_path, 1, tmp_path / "out")
+    with pytest.raises(ValueError, match="not a finished round"):
+        round_study.run(config, tmp_path, 2, tmp_path / "out")
+    ran = demo.get_config("smoke=True")
+    ran.data.seed = 7
+    pipeline.record_config(ran, tmp_path)
+    with pytest.raises(ValueError, match=r"differs from the run's .* in data\.seed:"):
+        round_study.run(config, tmp_path, 1, tmp_path / "out")
+
