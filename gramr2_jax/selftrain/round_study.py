@@ -17,8 +17,9 @@ r's pairs changed as asked:
   --refilter      choose round r's pairs again from its recorded labels with the filters
                   (and prover) of --config instead of reading kept.jsonl; the config's
                   other fields (lr, epochs, swap_augment, ...) change the training too.
-The config must be the run's (its data, model and judge sections), with any change on
-top as --config.x=y flags. The new judge is evaluated on the run's test sets and on the
+The config must be the run's, with any change on top as --config.x=y flags; where the run
+recorded its config.json, a change to what fixed the run's rounds (data, models, the
+judge template, the split of the pool into rounds) is an error. The new judge is evaluated on the run's test sets and on the
 larger test of selftrain/extra_eval.py (the same fresh pairs), and the training rows'
 count, label precision and rationale faithfulness are reported. Everything goes to
 --out (metrics.json; rerunning reuses the finished training); the run is only read.
@@ -79,12 +80,13 @@ def row_stats(rows: list[dict], pool_slice: list[dict]) -> dict[str, float]:
     from gramr2_jax.synthetic.rationale import check_rationale
 
     by_id = {p["id"]: p for p in pool_slice}
-    n = max(len(rows), 1)
+    if not rows:
+        return {"rows": 0.0, "precision": float("nan"), "faithfulness": float("nan")}
     return {
         "rows": float(len(rows)),
-        "precision": sum(r["verdict"] == by_id[r["id"]]["gold"] for r in rows) / n,
+        "precision": sum(r["verdict"] == by_id[r["id"]]["gold"] for r in rows) / len(rows),
         "faithfulness": sum(check_rationale(by_id[r["id"]], r["rationale"], r["verdict"]).faithful
-                            for r in rows) / n,
+                            for r in rows) / len(rows),
     }
 
 
