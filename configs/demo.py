@@ -3,7 +3,7 @@ r"""The CPU demo of the whole GRAM-R² pipeline on the synthetic verifiable doma
     python -m gramr2_jax.main --config=configs/demo.py --workdir=runs/demo
     python -m gramr2_jax.main --config=configs/demo.py:smoke --workdir=/tmp/smoke
     python launch/sweep.py --config=configs/demo.py:stage_cache=runs/stage_cache \
-        --workdir=runs/ablations --seeds=0,1,2
+        --workdir=runs/ablations_full --seeds=0,1,2
 
 arg keys: smoke (shrinks everything for tests), seed, sweep (variants for get_sweep, a+b),
 stage_cache (a dir: variants of one seed share data, stage 0 and stage 1; see
@@ -19,7 +19,8 @@ variant — one of VARIANTS:
                  as rationale, unanimous votes, tau 0.9 → 0.8, no coherence rule
 The ablations change one thing of the base (base=full unless given; the README's older
 ablation rows were measured with base=self_rationale). One that changes nothing of its
-base is an error (prover or coherence on full, own_rationale on self_rationale):
+base is an error (prover, coherence or no_curriculum on full, whose thresholds are the
+same every round; own_rationale on self_rationale):
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
   single_round   one round, with the pool of all rounds
