@@ -52,6 +52,11 @@ def judge_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
     return judge, judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
 
 
+def run_difficulties(config) -> list[int]:
+    """The difficulties a run's larger test covers: its training ones and its OOD one."""
+    return sorted({*config.data.train_difficulties, config.data.ood_difficulty})
+
+
 def extra_test_sets(workdir: pathlib.Path, num: int, difficulties: list[int], seed: int = 0
                     ) -> dict[str, list[dict]]:
     """Fresh pairs per difficulty (num / categories per category), disjoint from every

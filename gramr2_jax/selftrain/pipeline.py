@@ -128,8 +128,8 @@ def _larger_test(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> di
         return {}
     from gramr2_jax.selftrain import extra_eval
 
-    difficulties = sorted({*config.data.train_difficulties, config.data.ood_difficulty})
-    return extra_eval.evaluate_run(workdir, ["stage1", "last"], n, difficulties)
+    return extra_eval.evaluate_run(workdir, ["stage1", "last"], n,
+                                   extra_eval.run_difficulties(config))
 
 
 def _cached(config, workdir: pathlib.Path, stage: str, build):

@@ -106,7 +106,6 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
         prover,
         rounds,
         stage0,
-        stages,
     )
 
     st = config.selftrain
@@ -147,22 +146,19 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
                                                          tokenizer)).kept
     new_rows = round_rows(kept, pool_slice, train_on=train_on, labels=labels,
                           rationales=rationales)
-    earlier = []
-    if st.merge == "cumulative":
-        earlier = [row for i in range(1, r)
-                   for row in artifacts.read_jsonl(workdir / f"round_{i}" / "kept.jsonl")]
-    start_dir = (base_dir if st.retrain_from == "base" else
-                 extra_eval.judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1])
-    model_dir = stages.train_judge(config, st, start_dir, seed_rows + earlier + new_rows,
-                                   out / "train", tokenizer)
+    earlier = [row for i in range(1, r)
+               for row in artifacts.read_jsonl(workdir / f"round_{i}" / "kept.jsonl")]
+    previous_judge = extra_eval.judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
+    model_dir, _ = rounds.retrain(config, new_rows, seed_rows=seed_rows, earlier_kept=earlier,
+                                  base_dir=base_dir, judge_dir=previous_judge,
+                                  out_dir=out / "train", tokenizer=tokenizer)
     judge = pipeline.judge_factory(config)(model_dir)
     tests = {name: artifacts.read_jsonl(data / f"{name}.jsonl") for name in ("test_id", "test_ood")}
     if larger_test:
-        difficulties = sorted({*config.data.train_difficulties, config.data.ood_difficulty})
-        tests.update({f"larger_test/{key}": rows for key, rows in
-                      extra_eval.extra_test_sets(workdir, larger_test, difficulties).items()})
+        sets = extra_eval.extra_test_sets(workdir, larger_test, extra_eval.run_difficulties(config))
+        tests.update({f"larger_test/{key}": rows for key, rows in sets.items()})
     metrics = {"round": r, "train_on": train_on, "labels": labels, "rationales": rationales,
-               "refilter": refilter, "start": str(start_dir),
+               "refilter": refilter, "start": str(rounds.start_dir(st, base_dir, previous_judge)),
                **{f"round_rows/{k}": v for k, v in row_stats(new_rows, pool_slice).items()},
                **rounds.evaluate_all(judge, tests, True)}
     return artifacts.write_json(out / "metrics.json", metrics)

@@ -128,6 +128,24 @@ def select(config: ml_collections.ConfigDict, r: int, records, pool_by_id: dict[
     return Selection(kept, results, stats, unproved, thresholds)
 
 
+def retrain(config: ml_collections.ConfigDict, round_rows: list[dict], *, seed_rows: list[dict],
+            earlier_kept: list[dict], base_dir: pathlib.Path, judge_dir: pathlib.Path,
+            out_dir: pathlib.Path, tokenizer) -> tuple[pathlib.Path, int]:
+    """A round's training as selftrain says: seed rows + earlier rounds' rows (merge
+    "cumulative") + this round's, from the base LM or the previous judge (retrain_from).
+    Returns (exported model dir, training rows)."""
+    st = config.selftrain
+    rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + round_rows
+    return stages.train_judge(config, st, start_dir(st, base_dir, judge_dir), rows, out_dir,
+                              tokenizer), len(rows)
+
+
+def start_dir(st: ml_collections.ConfigDict, base_dir: pathlib.Path,
+              judge_dir: pathlib.Path) -> pathlib.Path:
+    """Where a round's training starts: the stage-0 base LM or the previous judge."""
+    return base_dir if st.retrain_from == "base" else judge_dir
+
+
 def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, *, tokenizer,
               base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_rows: list[dict],
               pool: list[dict], earlier_kept: list[dict], make_judge, tests,
@@ -165,11 +183,10 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
                "drops": stats.drops_by_reason, "label/unproved": chosen.unproved,
                **_report_labels(records, chosen.results, pool_by_id)}
     if kept:
-        train_rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + kept
-        start_dir = base_dir if st.retrain_from == "base" else judge_dir
-        model_dir = stages.train_judge(config, st, start_dir, train_rows, round_dir / "train",
-                                       tokenizer)
-        metrics.update(model_dir=str(model_dir), num_train_rows=len(train_rows), **evaluate_all(
+        model_dir, num_rows = retrain(config, kept, seed_rows=seed_rows, earlier_kept=earlier_kept,
+                                      base_dir=base_dir, judge_dir=judge_dir,
+                                      out_dir=round_dir / "train", tokenizer=tokenizer)
+        metrics.update(model_dir=str(model_dir), num_train_rows=num_rows, **evaluate_all(
             make_judge(model_dir), tests, config.data.source == "synthetic"))
     else:
         log.warning("round %d kept no pair: no retraining, round %d's judge carries forward",
