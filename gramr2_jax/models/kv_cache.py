@@ -71,6 +71,18 @@ class KVCache:
         """Real tokens per row [B] (the next RoPE position of each row)."""
         return self.mask.sum(axis=-1, dtype=jnp.int32)
 
+    def grow(self, length: int) -> "KVCache":
+        """The same cache with empty (masked) slots appended up to `length` slots."""
+        extra = length - self.length
+        if extra < 0:
+            raise ValueError(f"grow: {length} slots is less than the cache's {self.length}")
+
+        def pad(slot_axis):  # k keeps its slots last, v second to last (both layouts)
+            return lambda x: jnp.pad(x, [(0, 0)] * (x.ndim + slot_axis) + [(0, extra)]
+                                     + [(0, 0)] * (-slot_axis - 1))
+
+        return self.map_arrays(pad(-1), pad(-2)).replace(mask=pad(-1)(self.mask))
+
     def repeat(self, n: int) -> "KVCache":
         """Each row repeated n times (row b → rows b*n .. b*n+n-1): prefix sharing."""
         def rep(x):  # the batch axis is 4th from the end in both layouts

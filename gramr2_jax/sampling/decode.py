@@ -12,6 +12,13 @@ Rows are prompt-major: row r = prompt r // k, sample r % k. Prefix modes:
 
 Per-row randomness: key(seed) → fold_in(prompt id) → fold_in(sample index) →
 fold_in(step), so a row's tokens do not depend on what else is in the batch.
+
+Growing cache: a decode step reads every slot of its cache, empty or not (at
+batch 64 attention is about a fifth of a step, benchmarks/SAMPLING.md). So the loop
+runs in `Plan.decode_segments` while_loops over a cache that doubles between
+them (`segment_lengths`: the slots for new tokens grow c/4 → c/2 → c); each loop
+ends when its cache is full, and the cache is padded with masked slots for the
+next. Masked slots add exact zeros to attention, so the tokens are the same.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ class Plan:
     return_logprobs: bool
     cache_dtype: str
     verdict: verdict_lib.Verdict | None = None
+    decode_segments: int = 1
 
 
 @struct.dataclass
@@ -62,6 +70,15 @@ def _constrain_cache(cache: KVCache) -> KVCache:
 
     cache = cache.map_arrays(axes(kv_cache.K_AXES), axes(kv_cache.V_AXES))
     return cache.replace(mask=sharding.constrain(cache.mask, kv_cache.MASK_AXES))
+
+
+def segment_lengths(used: int, length: int, segments: int, min_new: int = 16) -> tuple[int, ...]:
+    """Cache lengths of the decode loops: `used` slots (the prompt's, if in this cache)
+    plus new-token slots c/2^(segments-1), ..., c/2, c for c = length - used; halves
+    under `min_new` slots are dropped (short generations run one loop)."""
+    free = length - used
+    halves = (-(-free // 2 ** j) for j in range(segments - 1, 0, -1))
+    return tuple(used + h for h in halves if h >= min_new) + (length,)
 
 
 def _row_keys(seed: jax.Array, prompt_ids_B: jax.Array, k: int) -> jax.Array:
@@ -106,7 +123,9 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     if plan.prefix == "unshared":
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
     prompt_len = tokens_BP.shape[1]
-    prefill_len = prompt_len if plan.prefix == "shared" else plan.cache_length
+    used = 0 if plan.prefix == "shared" else prompt_len  # prompt slots in the decode cache
+    lengths = segment_lengths(used, plan.cache_length - prompt_len + used, plan.decode_segments)
+    prefill_len = prompt_len if plan.prefix == "shared" else lengths[0]
     cache = KVCache.zeros(model.config, tokens_BP.shape[0], prefill_len, dtype=cache_dtype)
     hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
                                         cache=_constrain_cache(cache))
@@ -119,8 +138,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         cache = _constrain_cache(cache.repeat(k))
     elif plan.prefix == "shared":
         prefix = cache
-        cache = _constrain_cache(KVCache.zeros(model.config, logits_RV.shape[0],
-                                               plan.cache_length - prompt_len, cache_dtype))
+        cache = _constrain_cache(KVCache.zeros(model.config, logits_RV.shape[0], lengths[0],
+                                               cache_dtype))
     rows = logits_RV.shape[0]
     state = DecodeState(
         step=jnp.int32(0), last_token_R=jnp.zeros((rows,), jnp.int32),
@@ -142,7 +161,10 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         return _pick(plan, method, keys_R, logits_RV,
                      s.replace(step=s.step + 1, cache=_constrain_cache(cache)))
 
-    state = jax.lax.while_loop(cond, body, state)
+    for i, length in enumerate(lengths):  # each loop stops when its cache is full
+        if i:
+            state = state.replace(cache=_constrain_cache(state.cache.grow(length)))
+        state = jax.lax.while_loop(cond, body, state)
     out = dict(tokens=state.tokens_RN, lengths=state.lengths_R, stopped=state.done_R)
     if plan.return_logprobs:
         out["logprobs"] = state.logprobs_RN

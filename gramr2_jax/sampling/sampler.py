@@ -66,19 +66,25 @@ class Sampler:
       value instead stops generation when the cache is full.
     batch_multiple: pad the prompt count to a multiple (e.g. the data-parallel
       size, so the batch shards evenly); dummy rows are dropped from results.
+    decode_segments: decode in up to this many loops over a cache that doubles
+      between them (decode.segment_lengths), so early steps read fewer empty
+      slots; 1 = one loop over the full cache. Same tokens; more to compile.
     mesh/rules: shard params by the logical-axis rules, the cache's batch over
       data/fsdp and its kv heads over tensor.
     """
 
     def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
                  cache_length: int | None = None, cache_dtype=None, batch_multiple: int = 1,
-                 mesh: jax.sharding.Mesh | None = None, rules=None):
+                 decode_segments: int = 3, mesh: jax.sharding.Mesh | None = None, rules=None):
+        if decode_segments < 1:
+            raise ValueError(f"decode_segments: must be >= 1, got {decode_segments}")
         self.config = model.config
         self.tokenizer = tokenizer
         self.min_prompt_bucket = min_prompt_bucket
         self.cache_length = cache_length
         self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype).name
         self.batch_multiple = batch_multiple
+        self.decode_segments = decode_segments
         self.mesh, self.rules = mesh, rules
         self.graphdef, params = nnx.split(model)
         self.params = self._place(params)
@@ -171,7 +177,7 @@ class Sampler:
                            cache_length=cache_length, stop_ids=tuple(int(t) for t in stop),
                            pad_id=self.pad_id, prefix=prefix,
                            return_logprobs=return_logprobs, cache_dtype=self.cache_dtype,
-                           verdict=verdict)
+                           verdict=verdict, decode_segments=self.decode_segments)
         pids = np.arange(num) if prompt_ids is None else np.asarray(prompt_ids)
         if pids.shape != (num,):
             raise ValueError(f"prompt_ids: expected {num} ids, got shape {pids.shape}")

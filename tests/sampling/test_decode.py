@@ -101,3 +101,52 @@ def test_fixed_cache_length_stops_when_full(model):
     out = small.generate([[1, 4, 6]], max_new_tokens=20, temperature=0, stop_tokens=())
     assert out.lengths[0] == 6 and not out.stopped[0]  # 1 from prefill + 5 cached steps
     assert (out.tokens[0, 6:] == small.pad_id).all()
+
+
+def test_segment_lengths():
+    from gramr2_jax.sampling.decode import segment_lengths
+
+    assert segment_lengths(0, 64, 3) == (16, 32, 64)
+    assert segment_lengths(48, 112, 3) == (64, 80, 112)  # the prompt's slots stay
+    assert segment_lengths(0, 63, 3) == (16, 32, 63)  # halves round up
+    assert segment_lengths(0, 40, 3) == (20, 40)  # under 16 new slots: no loop
+    assert segment_lengths(0, 64, 1) == (64,)
+
+
+@pytest.mark.parametrize("prefix", ["shared", "repeat", "unshared"])
+def test_growing_cache_gives_the_same_tokens(model, prefix):
+    """Decoding in three loops over a doubling cache = one loop over the full cache:
+    the same tokens, stop handling and logprobs (that equal a full forward pass)."""
+    from gramr2_jax.sampling import Sampler
+
+    kw = dict(max_new_tokens=64, temperature=1.0, seed=5, num_samples=2, prefix=prefix)
+    one, three = Sampler(model, decode_segments=1), Sampler(model, decode_segments=3)
+    free = one.generate(PROMPTS, stop_tokens=(), **kw)
+    # A token that some row samples first after step 40 (in the third loop).
+    stop = next(int(t) for row in free.tokens for i, t in enumerate(row)
+                if i > 40 and row.tolist().index(t) == i)
+    for stop_tokens in [(), (stop,)]:
+        a = one.generate(PROMPTS, stop_tokens=stop_tokens, **kw)
+        b = three.generate(PROMPTS, stop_tokens=stop_tokens, **kw)
+        np.testing.assert_array_equal(a.tokens, b.tokens)
+        np.testing.assert_array_equal(a.lengths, b.lengths)
+        np.testing.assert_array_equal(a.stopped, b.stopped)
+        np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
+    assert (b.stopped & (b.lengths > 40)).any()  # a row stopped in the third loop
+    seqs = [list(PROMPTS[p]) + b.tokens[r, :b.lengths[r]].tolist()
+            for r, p in enumerate(b.prompt_index)]
+    for r, expected in enumerate(full_forward_logprobs(model, seqs)):
+        start = len(PROMPTS[b.prompt_index[r]]) - 1
+        np.testing.assert_allclose(b.logprobs[r, :b.lengths[r]], expected[start:], atol=1e-4)
+
+
+def test_growing_cache_stops_when_full(model):
+    """A fixed cache_length that fills up in the last of three loops."""
+    from gramr2_jax.sampling import Sampler
+
+    small = Sampler(model, cache_length=16 + 40, decode_segments=3)  # loops of 20, 40 slots
+    out = small.generate([[1, 4, 6]], max_new_tokens=60, temperature=0, stop_tokens=())
+    assert out.lengths[0] == 41 and not out.stopped[0]  # 1 from prefill + 40 cached steps
+    ref = Sampler(model, decode_segments=1).generate([[1, 4, 6]], max_new_tokens=41,
+                                                     temperature=0, stop_tokens=())
+    np.testing.assert_array_equal(out.tokens[0, :41], ref.tokens[0])
