@@ -48,8 +48,8 @@ class Plan:
     prefix: str  # "shared" | "repeat" | "unshared"
     return_logprobs: bool
     cache_dtype: str
+    decode_segments: int  # while_loops over a growing cache (segment_lengths)
     verdict: verdict_lib.Verdict | None = None
-    decode_segments: int = 1
 
 
 @struct.dataclass
@@ -123,8 +123,10 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     if plan.prefix == "unshared":
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
     prompt_len = tokens_BP.shape[1]
-    used = 0 if plan.prefix == "shared" else prompt_len  # prompt slots in the decode cache
-    lengths = segment_lengths(used, plan.cache_length - prompt_len + used, plan.decode_segments)
+    # The decode cache holds the prompt too, except for "shared" (the prompt is the prefix).
+    used = 0 if plan.prefix == "shared" else prompt_len
+    total = plan.cache_length if used else plan.cache_length - prompt_len
+    lengths = segment_lengths(used, total, plan.decode_segments)
     prefill_len = prompt_len if plan.prefix == "shared" else lengths[0]
     cache = KVCache.zeros(model.config, tokens_BP.shape[0], prefill_len, dtype=cache_dtype)
     hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
