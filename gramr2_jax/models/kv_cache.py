@@ -73,15 +73,25 @@ class KVCache:
 
     def grow(self, length: int) -> "KVCache":
         """The same cache with empty (masked) slots appended up to `length` slots."""
-        extra = length - self.length
-        if extra < 0:
+        if length < self.length:
             raise ValueError(f"grow: {length} slots is less than the cache's {self.length}")
+        return self._pad_slots(0, length - self.length)
 
+    def pad_front(self, n: int) -> "KVCache":
+        """The same cache with n empty (masked) slots before its first; `end` moves with
+        its slots. Left padding keeps the slot distances between real tokens (sliding
+        windows stay exact) and slot order = position order (module doc)."""
+        if n < 0:
+            raise ValueError(f"pad_front: {n} slots is negative")
+        return self._pad_slots(n, 0)
+
+    def _pad_slots(self, before: int, after: int) -> "KVCache":
         def pad(slot_axis):  # k keeps its slots last, v second to last (both layouts)
-            return lambda x: jnp.pad(x, [(0, 0)] * (x.ndim + slot_axis) + [(0, extra)]
+            return lambda x: jnp.pad(x, [(0, 0)] * (x.ndim + slot_axis) + [(before, after)]
                                      + [(0, 0)] * (-slot_axis - 1))
 
-        return self.map_arrays(pad(-1), pad(-2)).replace(mask=pad(-1)(self.mask))
+        return self.map_arrays(pad(-1), pad(-2)).replace(mask=pad(-1)(self.mask),
+                                                         end=self.end + before)
 
     def repeat(self, n: int) -> "KVCache":
         """Each row repeated n times (row b → rows b*n .. b*n+n-1): prefix sharing."""

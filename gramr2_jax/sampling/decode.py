@@ -19,6 +19,15 @@ runs in `Plan.decode_segments` while_loops over a cache that doubles between
 them (`segment_lengths`: the slots for new tokens grow c/4 → c/2 → c); each loop
 ends when its cache is full, and the cache is padded with masked slots for the
 next. Masked slots add exact zeros to attention, so the tokens are the same.
+
+Aligned prompt slots: after the prefill the prompt's cache (the prefix, or the
+front of the decode cache) gets masked slots before its first, up to a multiple
+of `Plan.slot_multiple`. XLA:CPU's batched attention matmuls are slower over
+some slot counts: over 48 prompt slots the benchmark's batch-64 call took 2–4 %
+longer than over 64 (benchmarks/SAMPLING.md). Left padding, so positions and
+sliding windows are unchanged; the sums over slots run in another order, so
+logits can differ in the last float bits (every prefix mode pads the same way,
+so their tokens still equal each other).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ class Plan:
     return_logprobs: bool
     cache_dtype: str
     decode_segments: int  # while_loops over a growing cache (segment_lengths)
+    slot_multiple: int  # the prompt's cache slots are front-padded to a multiple of this
     verdict: verdict_lib.Verdict | None = None
 
 
@@ -123,14 +133,18 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     if plan.prefix == "unshared":
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
     prompt_len = tokens_BP.shape[1]
+    shared = plan.prefix == "shared"
+    align = -prompt_len % plan.slot_multiple  # empty slots put before the prompt's (doc)
     # The decode cache holds the prompt too, except for "shared" (the prompt is the prefix).
-    used = 0 if plan.prefix == "shared" else prompt_len
-    total = plan.cache_length if used else plan.cache_length - prompt_len
+    used = 0 if shared else prompt_len + align
+    total = plan.cache_length - prompt_len if shared else plan.cache_length + align
     lengths = segment_lengths(used, total, plan.decode_segments)
-    prefill_len = prompt_len if plan.prefix == "shared" else lengths[0]
+    prefill_len = prompt_len if shared else lengths[0] - align
     cache = KVCache.zeros(model.config, tokens_BP.shape[0], prefill_len, dtype=cache_dtype)
     hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
                                         cache=_constrain_cache(cache))
+    if align:
+        cache = _constrain_cache(cache.pad_front(align))
     logits_RV = model.logits(hidden[:, -1:])[:, 0]  # only the last position is needed
     prefix = None
     if plan.prefix != "unshared":
@@ -138,7 +152,7 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
     if plan.prefix == "repeat":
         cache = _constrain_cache(cache.repeat(k))
-    elif plan.prefix == "shared":
+    elif shared:
         prefix = cache
         cache = _constrain_cache(KVCache.zeros(model.config, logits_RV.shape[0], lengths[0],
                                                cache_dtype))

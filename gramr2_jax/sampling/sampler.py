@@ -69,15 +69,20 @@ class Sampler:
     decode_segments: decode in up to this many loops over a cache that doubles
       between them (decode.segment_lengths), so early steps read fewer empty
       slots; 1 = one loop over the full cache. Same tokens; more to compile.
+    cache_slot_multiple: the prompt's cache slots are front-padded (masked) to a
+      multiple of this after the prefill (decode.py); 1 = none.
     mesh/rules: shard params by the logical-axis rules, the cache's batch over
       data/fsdp and its kv heads over tensor.
     """
 
     def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
                  cache_length: int | None = None, cache_dtype=None, batch_multiple: int = 1,
-                 decode_segments: int = 3, mesh: jax.sharding.Mesh | None = None, rules=None):
+                 decode_segments: int = 3, cache_slot_multiple: int = 32,
+                 mesh: jax.sharding.Mesh | None = None, rules=None):
         if decode_segments < 1:
             raise ValueError(f"decode_segments: must be >= 1, got {decode_segments}")
+        if cache_slot_multiple < 1:
+            raise ValueError(f"cache_slot_multiple: must be >= 1, got {cache_slot_multiple}")
         self.config = model.config
         self.tokenizer = tokenizer
         self.min_prompt_bucket = min_prompt_bucket
@@ -85,6 +90,7 @@ class Sampler:
         self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype).name
         self.batch_multiple = batch_multiple
         self.decode_segments = decode_segments
+        self.cache_slot_multiple = cache_slot_multiple
         self.mesh, self.rules = mesh, rules
         self.graphdef, params = nnx.split(model)
         self.params = self._place(params)
@@ -177,7 +183,8 @@ class Sampler:
                            cache_length=cache_length, stop_ids=tuple(int(t) for t in stop),
                            pad_id=self.pad_id, prefix=prefix,
                            return_logprobs=return_logprobs, cache_dtype=self.cache_dtype,
-                           verdict=verdict, decode_segments=self.decode_segments)
+                           verdict=verdict, decode_segments=self.decode_segments,
+                           slot_multiple=self.cache_slot_multiple)
         pids = np.arange(num) if prompt_ids is None else np.asarray(prompt_ids)
         if pids.shape != (num,):
             raise ValueError(f"prompt_ids: expected {num} ids, got shape {pids.shape}")

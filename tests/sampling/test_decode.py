@@ -73,9 +73,16 @@ def test_shared_prefix_attention_equals_full_forward(window, scan_layers):
             np.testing.assert_allclose(cached[row], full[start + i], atol=1e-4, rtol=0)
 
 
-def test_generated_logprobs_equal_full_forward(model, sampler):
-    out = sampler.generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3,
-                           stop_tokens=())
+@pytest.mark.parametrize("window,prefix", [(None, "shared"), (4, "shared"), (4, "unshared")],
+                         ids=["full", "sliding4", "sliding4-unshared"])
+def test_generated_logprobs_equal_full_forward(model, window, prefix):
+    """Through the sampler: prompt bucket 24 (front-padded to 32 slots), one decode loop."""
+    from gramr2_jax.sampling import Sampler
+
+    if window is not None:
+        model = tiny_model(config=TINY.replace(sliding_window=window))
+    out = Sampler(model).generate(PROMPTS, max_new_tokens=10, temperature=1.0, seed=3,
+                                  stop_tokens=(), prefix=prefix)
     assert out.tokens.shape == (3, 10) and (out.lengths == 10).all()
     seqs = [list(p) + out.tokens[row].tolist() for row, p in enumerate(PROMPTS)]
     for row, expected in enumerate(full_forward_logprobs(model, seqs)):
@@ -111,6 +118,37 @@ def test_segment_lengths():
     assert segment_lengths(0, 63, 3) == (16, 32, 63)  # halves round up
     assert segment_lengths(0, 40, 3) == (20, 40)  # under 16 new slots: no loop
     assert segment_lengths(0, 64, 1) == (64,)
+
+
+def test_cache_pad_front_and_grow(model):
+    cache = KVCache.zeros(model.config, 2, 3).replace(mask=jnp.ones((2, 3), bool),
+                                                      end=jnp.int32(3))
+    cache = cache.map_arrays(lambda k: k + 1, lambda v: v + 2)
+    padded = cache.pad_front(2).grow(6)
+    assert padded.length == 6 and int(padded.end) == 5
+    assert padded.mask.tolist() == [[False, False, True, True, True, False]] * 2
+    k, v = padded.k[0], padded.v[0]  # k [B, K, H, S], v [B, K, S, H]
+    assert (k[..., 2:5] == 1).all() and (k[..., :2] == 0).all() and (k[..., 5:] == 0).all()
+    assert (v[:, :, 2:5] == 2).all() and (v[:, :, :2] == 0).all() and (v[:, :, 5:] == 0).all()
+    with pytest.raises(ValueError, match="grow: 5 slots is less"):
+        padded.grow(5)
+    with pytest.raises(ValueError, match="pad_front: -1"):
+        cache.pad_front(-1)
+
+
+@pytest.mark.parametrize("prefix", ["shared", "repeat", "unshared"])
+def test_aligned_prompt_slots_give_the_same_tokens(model, prefix):
+    """The prompt's cache front-padded from 48 to 64 slots (the default) or not at all:
+    the same tokens; logprobs equal up to float rounding (sums in another order)."""
+    from gramr2_jax.sampling import Sampler
+
+    prompts = [PROMPTS[0] + PROMPTS[0][1:]] + PROMPTS[1:]  # 37 tokens: bucket 48
+    kw = dict(max_new_tokens=24, temperature=1.0, seed=2, num_samples=2, prefix=prefix,
+              stop_tokens=())
+    a = Sampler(model, cache_slot_multiple=1).generate(prompts, **kw)
+    b = Sampler(model).generate(prompts, **kw)
+    np.testing.assert_array_equal(a.tokens, b.tokens)
+    np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("prefix", ["shared", "repeat", "unshared"])
