@@ -91,6 +91,18 @@ def segment_lengths(used: int, length: int, segments: int, min_new: int = 16) ->
     return tuple(used + h for h in halves if h >= min_new) + (length,)
 
 
+def cache_layout(shared: bool, prompt_len: int, cache_length: int, segments: int,
+                 slot_multiple: int) -> tuple[int, int, tuple[int, ...]]:
+    """(aligning slots put before the prompt's, slots of the prefill cache, slots of the
+    decode cache in each loop) for a prompt bucket of prompt_len. The decode cache holds
+    the prompt too, except when shared (the prompt's cache is then the prefix)."""
+    align = -prompt_len % slot_multiple
+    if shared:
+        return align, prompt_len, segment_lengths(0, cache_length - prompt_len, segments)
+    lengths = segment_lengths(prompt_len + align, cache_length + align, segments)
+    return align, lengths[0] - align, lengths
+
+
 def _row_keys(seed: jax.Array, prompt_ids_B: jax.Array, k: int) -> jax.Array:
     base = jax.random.key(seed)
     per_prompt = jax.vmap(lambda p: jax.random.fold_in(base, p))(prompt_ids_B)
@@ -132,14 +144,9 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     cache_dtype = jnp.dtype(plan.cache_dtype)
     if plan.prefix == "unshared":
         tokens_BP, mask_BP = jnp.repeat(tokens_BP, k, axis=0), jnp.repeat(mask_BP, k, axis=0)
-    prompt_len = tokens_BP.shape[1]
     shared = plan.prefix == "shared"
-    align = -prompt_len % plan.slot_multiple  # empty slots put before the prompt's (doc)
-    # The decode cache holds the prompt too, except for "shared" (the prompt is the prefix).
-    used = 0 if shared else prompt_len + align
-    total = plan.cache_length - prompt_len if shared else plan.cache_length + align
-    lengths = segment_lengths(used, total, plan.decode_segments)
-    prefill_len = prompt_len if shared else lengths[0] - align
+    align, prefill_len, lengths = cache_layout(shared, tokens_BP.shape[1], plan.cache_length,
+                                               plan.decode_segments, plan.slot_multiple)
     cache = KVCache.zeros(model.config, tokens_BP.shape[0], prefill_len, dtype=cache_dtype)
     hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
                                         cache=_constrain_cache(cache))

@@ -15,6 +15,8 @@ from tests.sampling.conftest import (
     tiny_model,
 )
 
+LONG_PROMPTS = [PROMPTS[0] + PROMPTS[0][1:]] + PROMPTS[1:]  # 37 tokens: bucket 48
+
 
 @pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])
 def test_cached_decode_logits_equal_full_forward(model, scan_layers):
@@ -120,6 +122,17 @@ def test_segment_lengths():
     assert segment_lengths(0, 64, 1) == (64,)
 
 
+def test_cache_layout():
+    from gramr2_jax.sampling.decode import cache_layout
+
+    # The benchmark's bucket 48 with 64 new tokens: 16 aligning slots before the prompt's.
+    assert cache_layout(True, 48, 112, 3, 32) == (16, 48, (16, 32, 64))  # prefix 48 + 16
+    assert cache_layout(False, 48, 112, 3, 32) == (16, 64, (80, 96, 128))  # 48 + 16 + new
+    assert cache_layout(False, 48, 112, 3, 1) == (0, 64, (64, 80, 112))  # not aligned
+    assert cache_layout(False, 64, 128, 3, 32) == (0, 80, (80, 96, 128))  # already aligned
+    assert cache_layout(True, 16, 21, 3, 32) == (16, 16, (5,))  # a fixed cache: 5 new slots
+
+
 def test_cache_pad_front_and_grow(model):
     cache = KVCache.zeros(model.config, 2, 3).replace(mask=jnp.ones((2, 3), bool),
                                                       end=jnp.int32(3))
@@ -142,7 +155,7 @@ def test_aligned_prompt_slots_give_the_same_tokens(model, prefix):
     the same tokens; logprobs equal up to float rounding (sums in another order)."""
     from gramr2_jax.sampling import Sampler
 
-    prompts = [PROMPTS[0] + PROMPTS[0][1:]] + PROMPTS[1:]  # 37 tokens: bucket 48
+    prompts = LONG_PROMPTS
     kw = dict(max_new_tokens=24, temperature=1.0, seed=2, num_samples=2, prefix=prefix,
               stop_tokens=())
     a = Sampler(model, cache_slot_multiple=1).generate(prompts, **kw)
@@ -188,7 +201,7 @@ def test_scanned_layers_sample_the_unrolled_tokens(model, prefix, tmp_path):
     save_pretrained(model, tmp_path)
     scanned = from_pretrained(tmp_path, scan_layers=True)
     assert scanned.config.scan_layers
-    prompts = [PROMPTS[0] + PROMPTS[0][1:]] + PROMPTS[1:]  # bucket 48: 16 aligning slots
+    prompts = LONG_PROMPTS
     kw = dict(max_new_tokens=64, temperature=1.0, seed=4, num_samples=2, prefix=prefix,
               stop_tokens=())
     a = Sampler(model).generate(prompts, **kw)
