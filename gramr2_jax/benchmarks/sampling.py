@@ -10,7 +10,8 @@ return the tokens only (ours with return_logprobs=False, as the judge labels).
 Each side: one warm-up call, then the median of 3 timed calls. variants: our side
 alone at the largest batch, the default against one change each (best of 3
 alternated calls): one decode loop over the full cache, no aligned prompt slots,
-per-token logprobs returned.
+the prefill over the padded batch instead of packed prompts, per-token logprobs
+returned.
 
 FLOPs counted per call (prefill + decode), padding excluded:
   prefill: per real prompt token 2·N_body + 4·L·N·H·ctx, plus 2·V·D once per
@@ -182,6 +183,7 @@ def _variants(model, sampler: Sampler, prompts, new_tokens: int) -> dict:
     runs = {"default": (sampler, {}),
             "one_decode_loop": (Sampler(model, decode_segments=1), {}),
             "unaligned_prompt_slots": (Sampler(model, cache_slot_multiple=1), {}),
+            "unpacked_prompts": (Sampler(model, pack_prompts=False), {}),
             "with_logprobs": (sampler, {"return_logprobs": True})}
     for which, kw in runs.values():  # compile
         _ours_seconds(which, prompts, new_tokens, iters=1, warmup=0, **kw)

@@ -93,6 +93,28 @@ class KVCache:
         return self.map_arrays(pad(-1), pad(-2)).replace(mask=pad(-1)(self.mask),
                                                          end=self.end + before)
 
+    def gather(self, row_BW: jax.Array, col_BW: jax.Array, mask_BW: jax.Array) -> "KVCache":
+        """A cache of B rows × W slots whose slot (b, s) is this cache's slot
+        (row_BW[b, s], col_BW[b, s]), masked by mask_BW; `end` = W. Unpacks a prefill
+        over packed prompts (padding.Packing) into the left-padded layout."""
+        if row_BW.shape != col_BW.shape or row_BW.shape != mask_BW.shape:
+            raise ValueError(f"gather: row {row_BW.shape}, col {col_BW.shape} and mask "
+                             f"{mask_BW.shape} must have one shape")
+        b, w = row_BW.shape
+        flat = (row_BW * self.length + col_BW).reshape(-1)
+
+        def take(slot_axis):  # via [.., rows·slots, K, H]: one gather over (row, slot)
+            def fn(x):
+                x = jnp.moveaxis(x, slot_axis, -3)
+                x = x.reshape(x.shape[:-4] + (-1,) + x.shape[-2:])
+                x = jnp.take(x, flat, axis=-3)
+                return jnp.moveaxis(x.reshape(x.shape[:-3] + (b, w) + x.shape[-2:]), -3,
+                                    slot_axis)
+            return fn
+
+        return self.map_arrays(take(-1), take(-2)).replace(
+            mask=mask_BW.astype(bool), end=jnp.asarray(w, jnp.int32))
+
     def repeat(self, n: int) -> "KVCache":
         """Each row repeated n times (row b → rows b*n .. b*n+n-1): prefix sharing."""
         def rep(x):  # the batch axis is 4th from the end in both layouts

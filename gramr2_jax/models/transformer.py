@@ -265,10 +265,10 @@ class Transformer(nnx.Module):
                                   cfg.param_dtype)
 
     def __call__(self, tokens_BT, *, positions_BT=None, input_mask_BT=None, cache=None,
-                 prefix=None):
+                 prefix=None, segment_ids_BT=None):
         hidden, cache = self.hidden_states(tokens_BT, positions_BT=positions_BT,
                                            input_mask_BT=input_mask_BT, cache=cache,
-                                           prefix=prefix)
+                                           prefix=prefix, segment_ids_BT=segment_ids_BT)
         logits = self.logits(hidden)
         return logits if cache is None else (logits, cache)
 
@@ -282,13 +282,21 @@ class Transformer(nnx.Module):
         return logits.astype(jnp.float32)
 
     def hidden_states(self, tokens_BT, *, positions_BT=None, input_mask_BT=None,
-                      cache: KVCache | None = None, prefix: KVCache | None = None):
+                      cache: KVCache | None = None, prefix: KVCache | None = None,
+                      segment_ids_BT=None):
         """Final-norm hidden states [B, T, D] (and the updated cache, or None).
 
         prefix (needs cache): a shared read-only prompt cache, see the module doc.
+        segment_ids_BT: packed sequences; a token attends only to keys of its own
+          segment. Keys are these T tokens, so a cache must be empty and T slots long
+          (a packed prefill); pass positions_BT that restart in each segment.
         """
         cfg = self.config
         b, t = tokens_BT.shape
+        if segment_ids_BT is not None and (prefix is not None
+                                           or (cache is not None and cache.length != t)):
+            raise ValueError("hidden_states: segment_ids need keys = the T tokens (no prefix, "
+                             f"no cache or an empty one of {t} slots)")
         if input_mask_BT is None:
             input_mask_BT = jnp.ones((b, t), bool)
         input_mask_BT = input_mask_BT.astype(bool)
@@ -312,6 +320,8 @@ class Transformer(nnx.Module):
         if cfg.sliding_window is not None:
             allowed_TS &= q_slot[:, None] - k_slot[None, :] < cfg.sliding_window
         mask_BTS = allowed_TS[None] & key_valid_BS[:, None, :]
+        if segment_ids_BT is not None:
+            mask_BTS &= segment_ids_BT[:, :, None] == segment_ids_BT[:, None, :]
         prefix_kv = None
         if prefix is not None:
             prefix_mask_BQ = jnp.repeat(prefix.mask, rows, axis=0)

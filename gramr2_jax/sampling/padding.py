@@ -10,6 +10,7 @@ to two per doubling of the prompt length.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Sequence
 
 import numpy as np
@@ -58,3 +59,71 @@ def left_pad(seqs: Sequence[Sequence[int]], length: int,
             tokens[row, length - len(seq):] = seq
             mask[row, length - len(seq):] = True
     return tokens, mask
+
+
+@dataclasses.dataclass(frozen=True)
+class Packing:
+    """Prompts packed several to a row for the prefill (host-side numpy arrays).
+
+    tokens/positions/segments [G, W]: row g holds whole prompts one after another;
+      segments numbers them from 1 within the row (0 = padding), positions count from 0
+      in each prompt. Attention stays inside a segment, so every prompt sees exactly
+      the keys it would see alone.
+    row/col [B, P]: where slot s of prompt b's left-padded layout (left_pad, width P)
+      lies in the packed rows; padding slots point at column 0 of the prompt's row
+      (their values are masked out).
+    """
+
+    tokens: np.ndarray
+    positions: np.ndarray
+    segments: np.ndarray
+    row: np.ndarray
+    col: np.ndarray
+
+
+def pack_prompts(seqs: Sequence[Sequence[int]], width: int, pad_id: int,
+                 row_multiple: int = 1, prompt_width: int | None = None) -> Packing | None:
+    """Packs prompts into rows of `width` tokens, or None if that saves no row.
+
+    prompt_width: P of the left-padded layout that row/col map (default `width`).
+
+    First fit decreasing: longest prompt first, each into the first row with room. The
+    row count is rounded up to a multiple of
+    `row_multiple` (it bounds the compiled shapes); None when that is not fewer rows
+    than prompts.
+    """
+    prompt_width = width if prompt_width is None else prompt_width
+    lengths = np.array([len(s) for s in seqs])
+    if lengths.size == 0 or lengths.min() < 1 or lengths.max() > min(width, prompt_width):
+        raise ValueError(f"pack_prompts: lengths must be in [1, {min(width, prompt_width)}], got "
+                         f"{lengths.min(initial=0)}..{lengths.max(initial=0)}")
+    room = np.zeros(0, np.int64)  # free slots per row so far
+    bins: list[list[int]] = []
+    for b in np.argsort(-lengths, kind="stable"):  # first fit, longest first
+        fits = np.flatnonzero(room >= lengths[b])
+        if fits.size:
+            bins[fits[0]].append(b)
+            room[fits[0]] -= lengths[b]
+        else:
+            bins.append([b])
+            room = np.append(room, width - lengths[b])
+    rows = -(-len(bins) // row_multiple) * row_multiple
+    if rows >= len(seqs):
+        return None
+    tokens = np.full((rows, width), pad_id, np.int32)
+    positions = np.zeros((rows, width), np.int32)
+    segments = np.zeros((rows, width), np.int32)
+    row_of = np.zeros((len(seqs), prompt_width), np.int32)
+    col_of = np.zeros((len(seqs), prompt_width), np.int32)
+    for g, members in enumerate(bins):
+        start = 0
+        for segment, b in enumerate(members, start=1):
+            n = lengths[b]
+            tokens[g, start:start + n] = seqs[b]
+            positions[g, start:start + n] = np.arange(n)
+            segments[g, start:start + n] = segment
+            row_of[b] = g
+            col_of[b, prompt_width - n:] = np.arange(start, start + n)
+            start += n
+    return Packing(tokens=tokens, positions=positions, segments=segments, row=row_of,
+                   col=col_of)

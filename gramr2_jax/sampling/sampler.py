@@ -22,7 +22,7 @@ from flax import nnx
 from gramr2_jax import sharding
 from gramr2_jax.sampling import decode, scoring
 from gramr2_jax.sampling.methods import Method, make_method
-from gramr2_jax.sampling.padding import Prompt, bucket_length, left_pad, tokenize
+from gramr2_jax.sampling.padding import Prompt, bucket_length, left_pad, pack_prompts, tokenize
 from gramr2_jax.sampling.verdict import Verdict
 
 
@@ -71,6 +71,9 @@ class Sampler:
       slots; 1 = one loop over the full cache. Same tokens; more to compile.
     cache_slot_multiple: the prompt's cache slots are front-padded (masked) to a
       multiple of this after the prefill (decode.py); 1 = none.
+    pack_prompts: prefill prompts of mixed lengths packed several to a row of the
+      bucket or twice it (padding.pack_prompts), when that saves rows; the cache is
+      then unpacked to the usual layout. Same tokens; fewer padding tokens computed.
     mesh/rules: shard params by the logical-axis rules, the cache's batch over
       data/fsdp and its kv heads over tensor.
     """
@@ -78,7 +81,8 @@ class Sampler:
     def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
                  cache_length: int | None = None, cache_dtype=None, batch_multiple: int = 1,
                  decode_segments: int = 3, cache_slot_multiple: int = 32,
-                 mesh: jax.sharding.Mesh | None = None, rules=None):
+                 pack_prompts: bool = True, mesh: jax.sharding.Mesh | None = None,
+                 rules=None):
         if decode_segments < 1:
             raise ValueError(f"decode_segments: must be >= 1, got {decode_segments}")
         if cache_slot_multiple < 1:
@@ -91,6 +95,7 @@ class Sampler:
         self.batch_multiple = batch_multiple
         self.decode_segments = decode_segments
         self.cache_slot_multiple = cache_slot_multiple
+        self.pack_prompts = pack_prompts
         self.mesh, self.rules = mesh, rules
         self.graphdef, params = nnx.split(model)
         self.params = self._place(params)
@@ -147,6 +152,27 @@ class Sampler:
         tokens, mask = left_pad(ids, length, self.pad_id)
         return tokens, mask, num
 
+    def _packing(self, tokens: np.ndarray, mask: np.ndarray) -> decode.Packed | None:
+        """The padded prompts packed into rows of the bucket or twice it, whichever
+        computes fewer tokens; None if neither saves rows. Row counts are rounded to an
+        eighth of the batch (and to batch_multiple), so at most 8 shapes per bucket."""
+        rows, width = tokens.shape
+        multiple = -(-rows // 8)
+        multiple = -(-multiple // self.batch_multiple) * self.batch_multiple
+        seqs = [t[m] for t, m in zip(tokens, mask)]
+        options = [pack_prompts(seqs, w, self.pad_id, multiple, width)
+                   for w in (width, 2 * width)]
+        options = [p for p in options if p is not None]
+        if not options:
+            return None
+        best = min(options, key=lambda p: p.tokens.size)  # first (narrower) on a tie
+        if best.tokens.size >= tokens.size:
+            return None
+        batch = self._batch_input
+        return decode.Packed(tokens_GW=batch(best.tokens), positions_GW=batch(best.positions),
+                             segments_GW=batch(best.segments), row_BP=batch(best.row),
+                             col_BP=batch(best.col))
+
     # ------------------------------------------------------------------ API
 
     def generate(self, prompts: Sequence[Prompt], *, max_new_tokens: int,
@@ -191,9 +217,11 @@ class Sampler:
         pids = np.concatenate([pids, np.full(tokens.shape[0] - num, -1)]).astype(np.int32)
         params = self.params if params is None else self._place(params)
         with self._context():
+            packed = (self._packing(tokens, mask)
+                      if self.pack_prompts and prefix != "unshared" else None)
             out = self._generate(self.graphdef, params, self._batch_input(tokens),
                                  self._batch_input(mask), jnp.asarray(pids),
-                                 _key_seed(seed), method, plan)
+                                 _key_seed(seed), method, plan, packed)
         rows = num * num_samples
         out = {name: np.asarray(value)[:rows] for name, value in out.items()}
         texts = None

@@ -21,6 +21,7 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
     assert report["prefix_sharing"]["speedup"] > 0
     variants = report["variants_largest_batch"]
     assert set(variants["best_seconds"]) == {
-        "default", "one_decode_loop", "unaligned_prompt_slots", "with_logprobs"}
+        "default", "one_decode_loop", "unaligned_prompt_slots", "unpacked_prompts",
+        "with_logprobs"}
     assert set(variants["slowdown"]) == set(variants["best_seconds"]) - {"default"}
     assert all(v > 0 for v in variants["slowdown"].values())
