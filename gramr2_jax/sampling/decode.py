@@ -153,13 +153,16 @@ def _pick(plan: Plan, method: Method, keys_R: jax.Array, logits_RV: jax.Array,
 
 
 def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packed | None,
-             length: int, dtype) -> tuple[jax.Array, KVCache]:
-    """The prompts' last hidden states [B, D] and their left-padded cache of `length`
-    slots (end = P), from the padded batch or from packed rows."""
+             length: int, align: int, dtype) -> tuple[jax.Array, KVCache]:
+    """The prompts' last hidden states [B, D] and their left-padded cache: `align`
+    masked slots, then the P prompt slots (end), then empty ones up to align + length.
+    From the padded batch, or from packed rows gathered straight into that layout."""
     if packed is None:
         cache = KVCache.zeros(model.config, tokens_BP.shape[0], length, dtype=dtype)
         hidden, cache = model.hidden_states(tokens_BP, input_mask_BT=mask_BP,
                                             cache=_constrain_cache(cache))
+        if align:
+            cache = _constrain_cache(cache.pad_front(align))
         return hidden[:, -1], cache
     rows, width = packed.tokens_GW.shape
     cache = KVCache.zeros(model.config, rows, width, dtype=dtype)
@@ -167,9 +170,12 @@ def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packed | N
         packed.tokens_GW, positions_BT=packed.positions_GW,
         input_mask_BT=packed.segments_GW > 0, segment_ids_BT=packed.segments_GW,
         cache=_constrain_cache(cache))
-    cache = _constrain_cache(cache.gather(packed.row_BP, packed.col_BP, mask_BP))
-    if length > cache.length:
-        cache = _constrain_cache(cache.grow(length))
+    front = ((0, 0), (align, 0))  # aligning slots read any packed slot, masked
+    cache = cache.gather(jnp.pad(packed.row_BP, front), jnp.pad(packed.col_BP, front),
+                         jnp.pad(mask_BP, front))
+    cache = _constrain_cache(cache)
+    if align + length > cache.length:
+        cache = _constrain_cache(cache.grow(align + length))
     return hidden[packed.row_BP[:, -1], packed.col_BP[:, -1]], cache
 
 
@@ -192,9 +198,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
     shared = plan.prefix == "shared"
     align, prefill_len, lengths = cache_layout(shared, tokens_BP.shape[1], plan.cache_length,
                                                plan.decode_segments, plan.slot_multiple)
-    last_BD, cache = _prefill(model, tokens_BP, mask_BP, packed, prefill_len, cache_dtype)
-    if align:
-        cache = _constrain_cache(cache.pad_front(align))
+    last_BD, cache = _prefill(model, tokens_BP, mask_BP, packed, prefill_len, align,
+                              cache_dtype)
     logits_RV = model.logits(last_BD[:, None])[:, 0]  # only the last position is needed
     prefix = None
     if plan.prefix != "unshared":
