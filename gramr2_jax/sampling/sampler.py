@@ -71,8 +71,8 @@ class Sampler:
       slots; 1 = one loop over the full cache. Same tokens; more to compile.
     cache_slot_multiple: the prompt's cache slots are front-padded (masked) to a
       multiple of this after the prefill (decode.py); 1 = none.
-    pack_prompts: prefill prompts of mixed lengths packed several to a row of the
-      bucket or twice it (padding.pack_prompts), when that saves rows; the cache is
+    pack_prompts: prefill prompts of mixed lengths packed several to a row of 1, 1.5
+      or 2 buckets (padding.pack_prompts), when that saves rows; the cache is
       then unpacked to the usual layout. Same tokens; fewer padding tokens computed.
     mesh/rules: shard params by the logical-axis rules, the cache's batch over
       data/fsdp and its kv heads over tensor.
@@ -153,15 +153,16 @@ class Sampler:
         return tokens, mask, num
 
     def _packing(self, tokens: np.ndarray, mask: np.ndarray) -> decode.Packed | None:
-        """The padded prompts packed into rows of the bucket or twice it, whichever
-        computes fewer tokens; None if neither saves rows. Row counts are rounded to an
-        eighth of the batch (and to batch_multiple), so at most 8 shapes per bucket."""
+        """The padded prompts packed into rows of 1, 1.5 or 2 buckets, whichever computes
+        the fewest tokens (the narrowest on a tie: attention costs the row width per
+        token); None if none saves rows. Row counts are rounded to an eighth of the batch
+        (and to batch_multiple): at most 8 shapes per bucket and width."""
         rows, width = tokens.shape
         multiple = -(-rows // 8)
         multiple = -(-multiple // self.batch_multiple) * self.batch_multiple
         seqs = [t[m] for t, m in zip(tokens, mask)]
-        options = [pack_prompts(seqs, w, self.pad_id, multiple, width)
-                   for w in (width, 2 * width)]
+        widths = (width, width * 3 // 2, 2 * width) if width % 2 == 0 else (width, 2 * width)
+        options = [pack_prompts(seqs, w, self.pad_id, multiple, width) for w in widths]
         options = [p for p in options if p is not None]
         if not options:
             return None

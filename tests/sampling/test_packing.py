@@ -92,12 +92,16 @@ def test_packed_prefill_gives_the_same_tokens(window, prefix, scan):
 
 
 def test_packing_picks_the_fewest_tokens(model):
-    """Rows of the bucket or twice it, whichever computes fewer tokens; None if neither
-    saves rows."""
+    """Rows of 1, 1.5 or 2 buckets, whichever computes the fewest tokens (the narrowest on
+    a tie); None if none saves rows."""
     sampler = Sampler(model)
     packed = sampler._packing(*left_pad(MIXED, 24, pad_id=0))
-    assert packed.tokens_GW.shape == (3, 24)  # 72 tokens; rows of 48: 2 × 48 = 96
+    assert packed.tokens_GW.shape == (3, 24)  # 72 tokens; 2 × 36 = 72 too, 2 × 48 = 96
     tens = [[1] + list(range(10, 19))] * 8  # 8 × 10 tokens, bucket 16: one per row of 16
     packed = sampler._packing(*left_pad(tens, 16, pad_id=0))
-    assert packed.tokens_GW.shape == (3, 32)  # three per row of 32
+    assert packed.tokens_GW.shape == (4, 24)  # two per row of 24; 3 rows × 32 = 96 too
+    # 10 × 9 tokens, rows rounded to a multiple of 2: rows of 24 hold two (5 → 6 rows,
+    # 144 tokens), rows of 32 three (4 rows, 128 tokens).
+    packed = sampler._packing(*left_pad([[1] * 9] * 10, 16, pad_id=0))
+    assert packed.tokens_GW.shape == (4, 32)
     assert sampler._packing(*left_pad([[1] * 16] * 4, 16, pad_id=0)) is None
