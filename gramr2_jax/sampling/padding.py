@@ -85,12 +85,10 @@ def pack_prompts(seqs: Sequence[Sequence[int]], width: int, pad_id: int,
                  row_multiple: int = 1, prompt_width: int | None = None) -> Packing | None:
     """Packs prompts into rows of `width` tokens, or None if that saves no row.
 
-    prompt_width: P of the left-padded layout that row/col map (default `width`).
-
     First fit decreasing: longest prompt first, each into the first row with room. The
-    row count is rounded up to a multiple of
-    `row_multiple` (it bounds the compiled shapes); None when that is not fewer rows
-    than prompts.
+    row count is rounded up to a multiple of `row_multiple` (it bounds the compiled
+    shapes); None when that is not fewer rows than prompts. prompt_width: P of the
+    left-padded layout that row/col map (default `width`).
     """
     prompt_width = width if prompt_width is None else prompt_width
     lengths = np.array([len(s) for s in seqs])

@@ -35,6 +35,10 @@ def sampler(model) -> Sampler:
 
 PROMPTS = [[1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61, 65, 69, 73],
            [1, 7], [1, 30, 31, 32, 33, 34]]
+# Mixed lengths (19, 2, 6, 11, 3, 9) in bucket 24: rows of 24 hold them in 3 rows
+# (19+3+2, 11+9, 6), rows of 48 in 2 (packed prefill, test_packing.py).
+MIXED = PROMPTS + [[1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49], [1, 60, 61],
+                   [1, 70, 71, 72, 73, 74, 75, 76, 77]]
 
 
 @nnx.jit

@@ -11,7 +11,8 @@ from flax import nnx
 
 from gramr2_jax import sharding
 from gramr2_jax.sampling import Sampler
-from tests.sampling.conftest import PROMPTS, tiny_model
+from gramr2_jax.sampling.padding import left_pad
+from tests.sampling.conftest import MIXED, PROMPTS, tiny_model
 
 
 def main() -> None:
@@ -27,6 +28,15 @@ def main() -> None:
         b = sharded.generate(PROMPTS, max_new_tokens=10, stop_tokens=(), seed=5, **kw)
         report[name] = bool(np.array_equal(a.tokens, b.tokens))
         report[name + "_logprob_diff"] = float(np.abs(a.logprobs - b.logprobs).max())
+    # A packed prefill on the mesh (packed rows and the gather sharded over the batch)
+    # against the padded prefill on one device.
+    prompts = MIXED * 2
+    report["sharded_packs"] = sharded._packing(*left_pad(prompts, 24, 0)) is not None
+    kw = dict(max_new_tokens=10, stop_tokens=(), seed=5, temperature=1.0, num_samples=2)
+    a = Sampler(model, pack_prompts=False).generate(prompts, **kw)
+    b = sharded.generate(prompts, **kw)
+    report["packed"] = bool(np.array_equal(a.tokens, b.tokens))
+    report["packed_logprob_diff"] = float(np.abs(a.logprobs - b.logprobs).max())
     conts = [[4, 8, 15], [9], [60, 61]]
     report["score_diff"] = float(np.abs(single.score(PROMPTS, conts).total
                                         - sharded.score(PROMPTS, conts).total).max())

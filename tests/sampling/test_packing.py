@@ -8,12 +8,7 @@ from flax import nnx
 from gramr2_jax.models import KVCache
 from gramr2_jax.sampling import Sampler
 from gramr2_jax.sampling.padding import left_pad, pack_prompts
-from tests.sampling.conftest import PROMPTS, TINY, full_forward_logits, tiny_model
-
-# Mixed lengths (19, 2, 6, 11, 3, 9) in bucket 24: rows of 24 hold them in 3 rows
-# (19+3+2, 11+9, 6), rows of 48 in 2.
-MIXED = PROMPTS + [[1, 40, 41, 42, 43, 44, 45, 46, 47, 48, 49], [1, 60, 61],
-                   [1, 70, 71, 72, 73, 74, 75, 76, 77]]
+from tests.sampling.conftest import MIXED, TINY, full_forward_logits, tiny_model
 
 
 def test_pack_prompts_places_every_token_once():

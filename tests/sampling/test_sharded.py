@@ -23,3 +23,5 @@ def test_sharded_sampling_matches_single_device():
     assert report["greedy"] and report["topp"], report
     assert report["greedy_logprob_diff"] < 1e-4 and report["topp_logprob_diff"] < 1e-4, report
     assert report["score_diff"] < 1e-4, report
+    assert report["sharded_packs"] and report["packed"], report
+    assert report["packed_logprob_diff"] < 1e-4, report
