@@ -30,7 +30,7 @@ logits can differ in the last float bits (every prefix mode pads the same way,
 so their tokens still equal each other).
 
 Packed prefill: prompts of mixed lengths leave much of their bucket as padding (a
-third for the benchmark's 16–48-token prompts). Given `Packed`, the prefill runs over
+third for the benchmark's 16–48-token prompts). Given a `Packing`, the prefill runs over
 the prompts packed several to a row (padding.pack_prompts; segment ids keep attention
 inside each prompt, positions restart in each), and the cache is gathered back into the
 left-padded layout, so everything after the prefill is unchanged. The matmuls' rows
@@ -50,6 +50,7 @@ from gramr2_jax.models import kv_cache
 from gramr2_jax.models.kv_cache import KVCache
 from gramr2_jax.sampling import verdict as verdict_lib
 from gramr2_jax.sampling.methods import Method
+from gramr2_jax.sampling.padding import Packing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,17 +68,6 @@ class Plan:
     decode_segments: int  # while_loops over a growing cache (segment_lengths)
     slot_multiple: int  # the prompt's cache slots are front-padded to a multiple of this
     verdict: verdict_lib.Verdict | None = None
-
-
-@struct.dataclass
-class Packed:
-    """A prefill over packed prompts (padding.Packing as device arrays)."""
-
-    tokens_GW: jax.Array
-    positions_GW: jax.Array
-    segments_GW: jax.Array
-    row_BP: jax.Array  # slot (b, s) of the left-padded layout lies at packed
-    col_BP: jax.Array  # row row_BP[b, s], column col_BP[b, s]
 
 
 @struct.dataclass
@@ -152,7 +142,7 @@ def _pick(plan: Plan, method: Method, keys_R: jax.Array, logits_RV: jax.Array,
                      verdict=verdict)
 
 
-def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packed | None,
+def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packing | None,
              length: int, align: int, dtype) -> tuple[jax.Array, KVCache]:
     """The prompts' last hidden states [B, D] and their left-padded cache: `align`
     masked slots, then the P prompt slots (end), then empty ones up to align + length.
@@ -181,7 +171,8 @@ def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packed | N
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
              mask_BP: jax.Array, prompt_ids_B: jax.Array, seed: jax.Array,
-             method: Method, plan: Plan, packed: Packed | None = None) -> dict[str, jax.Array]:
+             method: Method, plan: Plan, packed: Packing | None = None
+             ) -> dict[str, jax.Array]:
     """Prefill + decode. Returns the final DecodeState's outputs as a dict.
 
     packed: the same prompts packed several to a row (padding.pack_prompts) for the

@@ -10,10 +10,11 @@ to two per doubling of the prompt length.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Sequence
 
+import jax
 import numpy as np
+from flax import struct
 
 Prompt = str | Sequence[int]
 
@@ -61,24 +62,25 @@ def left_pad(seqs: Sequence[Sequence[int]], length: int,
     return tokens, mask
 
 
-@dataclasses.dataclass(frozen=True)
+@struct.dataclass
 class Packing:
-    """Prompts packed several to a row for the prefill (host-side numpy arrays).
+    """Prompts packed several to a row for the prefill: numpy arrays from pack_prompts,
+    device arrays (jax.tree.map) as the input of decode.generate.
 
     tokens/positions/segments [G, W]: row g holds whole prompts one after another;
       segments numbers them from 1 within the row (0 = padding), positions count from 0
       in each prompt. Attention stays inside a segment, so every prompt sees exactly
       the keys it would see alone.
-    row/col [B, P]: where slot s of prompt b's left-padded layout (left_pad, width P)
-      lies in the packed rows; padding slots point at column 0 of the prompt's row
-      (their values are masked out).
+    row/col [B, P]: slot s of prompt b's left-padded layout (left_pad, width P) lies at
+      packed row row_BP[b, s], column col_BP[b, s]; padding slots point at column 0 of
+      the prompt's row (their values are masked out).
     """
 
-    tokens: np.ndarray
-    positions: np.ndarray
-    segments: np.ndarray
-    row: np.ndarray
-    col: np.ndarray
+    tokens_GW: np.ndarray | jax.Array
+    positions_GW: np.ndarray | jax.Array
+    segments_GW: np.ndarray | jax.Array
+    row_BP: np.ndarray | jax.Array
+    col_BP: np.ndarray | jax.Array
 
 
 def pack_prompts(seqs: Sequence[Sequence[int]], width: int, pad_id: int,
@@ -123,5 +125,5 @@ def pack_prompts(seqs: Sequence[Sequence[int]], width: int, pad_id: int,
             row_of[b] = g
             col_of[b, prompt_width - n:] = np.arange(start, start + n)
             start += n
-    return Packing(tokens=tokens, positions=positions, segments=segments, row=row_of,
-                   col=col_of)
+    return Packing(tokens_GW=tokens, positions_GW=positions, segments_GW=segments,
+                   row_BP=row_of, col_BP=col_of)

@@ -22,7 +22,14 @@ from flax import nnx
 from gramr2_jax import sharding
 from gramr2_jax.sampling import decode, scoring
 from gramr2_jax.sampling.methods import Method, make_method
-from gramr2_jax.sampling.padding import Prompt, bucket_length, left_pad, pack_prompts, tokenize
+from gramr2_jax.sampling.padding import (
+    Packing,
+    Prompt,
+    bucket_length,
+    left_pad,
+    pack_prompts,
+    tokenize,
+)
 from gramr2_jax.sampling.verdict import Verdict
 
 
@@ -152,7 +159,7 @@ class Sampler:
         tokens, mask = left_pad(ids, length, self.pad_id)
         return tokens, mask, num
 
-    def _packing(self, tokens: np.ndarray, mask: np.ndarray) -> decode.Packed | None:
+    def _packing(self, tokens: np.ndarray, mask: np.ndarray) -> Packing | None:
         """The padded prompts packed into rows of 1, 1.5 or 2 buckets, whichever computes
         the fewest tokens (the narrowest on a tie: attention costs the row width per
         token); None if none saves rows. Row counts are rounded to an eighth of the batch
@@ -166,13 +173,10 @@ class Sampler:
         options = [p for p in options if p is not None]
         if not options:
             return None
-        best = min(options, key=lambda p: p.tokens.size)  # first (narrower) on a tie
-        if best.tokens.size >= tokens.size:
+        best = min(options, key=lambda p: p.tokens_GW.size)  # first (narrower) on a tie
+        if best.tokens_GW.size >= tokens.size:
             return None
-        batch = self._batch_input
-        return decode.Packed(tokens_GW=batch(best.tokens), positions_GW=batch(best.positions),
-                             segments_GW=batch(best.segments), row_BP=batch(best.row),
-                             col_BP=batch(best.col))
+        return jax.tree.map(self._batch_input, best)
 
     # ------------------------------------------------------------------ API
 

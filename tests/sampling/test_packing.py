@@ -13,24 +13,25 @@ from tests.sampling.conftest import MIXED, TINY, full_forward_logits, tiny_model
 
 def test_pack_prompts_places_every_token_once():
     packing = pack_prompts(MIXED, 24, pad_id=0)
-    assert packing.tokens.shape == (3, 24)
+    assert packing.tokens_GW.shape == (3, 24)
     tokens, mask = left_pad(MIXED, 24, pad_id=0)
     # Slot (b, s) of the left-padded layout maps to the packed token it holds.
-    np.testing.assert_array_equal(packing.tokens[packing.row, packing.col][mask], tokens[mask])
+    unpacked = packing.tokens_GW[packing.row_BP, packing.col_BP]
+    np.testing.assert_array_equal(unpacked[mask], tokens[mask])
     for b, seq in enumerate(MIXED):
-        rows, cols = packing.row[b, 24 - len(seq):], packing.col[b, 24 - len(seq):]
+        rows, cols = packing.row_BP[b, 24 - len(seq):], packing.col_BP[b, 24 - len(seq):]
         assert len(set(rows.tolist())) == 1  # one prompt, one row, contiguous columns
         np.testing.assert_array_equal(cols, cols[0] + np.arange(len(seq)))
-        np.testing.assert_array_equal(packing.positions[rows, cols], np.arange(len(seq)))
-        segment = packing.segments[rows[0], cols[0]]
-        assert segment > 0 and (packing.segments[rows[0]] == segment).sum() == len(seq)
-    assert (packing.segments > 0).sum() == sum(map(len, MIXED))  # nothing twice
-    assert (packing.tokens[packing.segments == 0] == 0).all()
+        np.testing.assert_array_equal(packing.positions_GW[rows, cols], np.arange(len(seq)))
+        segment = packing.segments_GW[rows[0], cols[0]]
+        assert segment > 0 and (packing.segments_GW[rows[0]] == segment).sum() == len(seq)
+    assert (packing.segments_GW > 0).sum() == sum(map(len, MIXED))  # nothing twice
+    assert (packing.tokens_GW[packing.segments_GW == 0] == 0).all()
 
 
 def test_pack_prompts_rows_and_refusals():
-    assert pack_prompts(MIXED, 48, pad_id=0, prompt_width=24).tokens.shape == (2, 48)
-    assert pack_prompts(MIXED, 24, pad_id=0, row_multiple=2).tokens.shape == (4, 24)
+    assert pack_prompts(MIXED, 48, pad_id=0, prompt_width=24).tokens_GW.shape == (2, 48)
+    assert pack_prompts(MIXED, 24, pad_id=0, row_multiple=2).tokens_GW.shape == (4, 24)
     assert pack_prompts(MIXED, 24, pad_id=0, row_multiple=6) is None  # 6 rows: no saving
     assert pack_prompts([[1] * 20, [1] * 20], 24, pad_id=0) is None  # nothing fits beside
     with pytest.raises(ValueError, match=r"lengths must be in \[1, 24\]"):
@@ -45,9 +46,11 @@ def test_segment_ids_forward_equals_separate_forwards(window):
     packing = pack_prompts(MIXED, 48, pad_id=0, prompt_width=24)
     logits = nnx.jit(lambda m, t, p, s: m(t, positions_BT=p, input_mask_BT=s > 0,
                                           segment_ids_BT=s))(
-        model, *(jnp.asarray(x) for x in (packing.tokens, packing.positions, packing.segments)))
+        model, *(jnp.asarray(x) for x in (packing.tokens_GW, packing.positions_GW,
+                                          packing.segments_GW)))
     for b, expected in enumerate(full_forward_logits(model, MIXED)):
-        got = np.asarray(logits)[packing.row[b, -len(MIXED[b]):], packing.col[b, -len(MIXED[b]):]]
+        n = len(MIXED[b])
+        got = np.asarray(logits)[packing.row_BP[b, -n:], packing.col_BP[b, -n:]]
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
