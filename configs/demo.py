@@ -97,7 +97,8 @@ def get_config(arg=None):
         num_rounds=3, num_samples=2, swap=True, temperature=0.75, shard_size=64,
         pool_per_round="fresh",  # "fresh": a new slice of the pool per round; "all"
         merge="cumulative",  # training set = seed + kept pairs of all rounds so far ("latest")
-        retrain_from="previous",  # "previous" (last round's judge) or "base" (stage-0 LM)
+        # "previous" (last round's judge), "seed" (the stage-1 judge) or "base" (stage-0 LM)
+        retrain_from="previous",
         rationale_source="prover",  # "prover" (π_ψ proofs) or "self" (best agreeing own sample)
         num_proofs=4,  # prover: candidate proofs per kept pair
         label_only=False, filters_enabled=True,

@@ -183,7 +183,7 @@ def validate(config: ml_collections.ConfigDict, *, require_data: bool = True) ->
         for field, allowed in (("rationale_source", ("self", "prover")),
                                ("pool_per_round", ("fresh", "all")),
                                ("merge", ("cumulative", "latest")),
-                               ("retrain_from", ("base", "previous"))):
+                               ("retrain_from", ("base", "seed", "previous"))):
             if st.get(field) not in allowed:
                 errors.append(f"selftrain.{field}: expected one of {allowed}, got {st.get(field)!r}")
         from gramr2_jax.selftrain import curriculum

@@ -90,11 +90,12 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
 
     history = [_cached(config, workdir, "stage1", lambda: seed_stage(
         config, workdir, base_dir, seed_rows, tokenizer, make_judge, tests))]
-    judge_dir = pathlib.Path(history[0]["model_dir"])
+    judge_dir = seed_judge_dir = pathlib.Path(history[0]["model_dir"])
     kept: list[dict] = []
     for r in range(1, config.selftrain.num_rounds + 1):
         metrics = rounds.run_round(config, workdir, r, tokenizer=tokenizer, base_dir=base_dir,
-                                   judge_dir=judge_dir, seed_rows=seed_rows, pool=pool,
+                                   judge_dir=judge_dir, seed_judge_dir=seed_judge_dir,
+                                   seed_rows=seed_rows, pool=pool,
                                    earlier_kept=kept, make_judge=make_judge, tests=tests,
                                    previous=history[-1])
         history.append(metrics)

@@ -149,8 +149,10 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
     earlier = [row for i in range(1, r)
                for row in artifacts.read_jsonl(workdir / f"round_{i}" / "kept.jsonl")]
     previous_judge = extra_eval.judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
+    seed_judge = extra_eval.judge_dir(workdir, "stage1")[1]
     model_dir, _ = rounds.retrain(config, new_rows, seed_rows=seed_rows, earlier_kept=earlier,
                                   base_dir=base_dir, judge_dir=previous_judge,
+                                  seed_judge_dir=seed_judge,
                                   out_dir=out / "train", tokenizer=tokenizer)
     judge = pipeline.judge_factory(config)(model_dir)
     tests = {name: artifacts.read_jsonl(data / f"{name}.jsonl") for name in ("test_id", "test_ood")}
@@ -158,7 +160,7 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
         sets = extra_eval.extra_test_sets(workdir, larger_test, extra_eval.run_difficulties(config))
         tests.update({f"larger_test/{key}": rows for key, rows in sets.items()})
     metrics = {"round": r, "train_on": train_on, "labels": labels, "rationales": rationales,
-               "refilter": refilter, "start": str(rounds.start_dir(st, base_dir, previous_judge)),
+               "refilter": refilter, "start": str(rounds.start_dir(st, base_dir, previous_judge, seed_judge)),
                **{f"round_rows/{k}": v for k, v in row_stats(new_rows, pool_slice).items()},
                **rounds.evaluate_all(judge, tests, True)}
     return artifacts.write_json(out / "metrics.json", metrics)

@@ -130,24 +130,27 @@ def select(config: ml_collections.ConfigDict, r: int, records, pool_by_id: dict[
 
 def retrain(config: ml_collections.ConfigDict, round_rows: list[dict], *, seed_rows: list[dict],
             earlier_kept: list[dict], base_dir: pathlib.Path, judge_dir: pathlib.Path,
-            out_dir: pathlib.Path, tokenizer) -> tuple[pathlib.Path, int]:
+            seed_judge_dir: pathlib.Path, out_dir: pathlib.Path,
+            tokenizer) -> tuple[pathlib.Path, int]:
     """A round's training as selftrain says: seed rows + earlier rounds' rows (merge
-    "cumulative") + this round's, from the base LM or the previous judge (retrain_from).
-    Returns (exported model dir, training rows)."""
+    "cumulative") + this round's, from the base LM, the seed judge or the previous judge
+    (retrain_from). Returns (exported model dir, training rows)."""
     st = config.selftrain
     rows = seed_rows + (earlier_kept if st.merge == "cumulative" else []) + round_rows
-    return stages.train_judge(config, st, start_dir(st, base_dir, judge_dir), rows, out_dir,
-                              tokenizer), len(rows)
+    start = start_dir(st, base_dir, judge_dir, seed_judge_dir)
+    return stages.train_judge(config, st, start, rows, out_dir, tokenizer), len(rows)
 
 
-def start_dir(st: ml_collections.ConfigDict, base_dir: pathlib.Path,
-              judge_dir: pathlib.Path) -> pathlib.Path:
-    """Where a round's training starts: the stage-0 base LM or the previous judge."""
-    return base_dir if st.retrain_from == "base" else judge_dir
+def start_dir(st: ml_collections.ConfigDict, base_dir: pathlib.Path, judge_dir: pathlib.Path,
+              seed_judge_dir: pathlib.Path) -> pathlib.Path:
+    """Where a round's training starts: the stage-0 base LM ("base"), the stage-1 seed
+    judge ("seed") or the previous round's judge ("previous")."""
+    return {"base": base_dir, "seed": seed_judge_dir, "previous": judge_dir}[st.retrain_from]
 
 
 def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, *, tokenizer,
-              base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_rows: list[dict],
+              base_dir: pathlib.Path, judge_dir: pathlib.Path, seed_judge_dir: pathlib.Path,
+              seed_rows: list[dict],
               pool: list[dict], earlier_kept: list[dict], make_judge, tests,
               previous: dict[str, Any]) -> dict[str, Any]:
     """Runs (or resumes) round r; returns its metrics (with its model dir).
@@ -185,6 +188,7 @@ def run_round(config: ml_collections.ConfigDict, workdir: pathlib.Path, r: int, 
     if kept:
         model_dir, num_rows = retrain(config, kept, seed_rows=seed_rows, earlier_kept=earlier_kept,
                                       base_dir=base_dir, judge_dir=judge_dir,
+                                      seed_judge_dir=seed_judge_dir,
                                       out_dir=round_dir / "train", tokenizer=tokenizer)
         metrics.update(model_dir=str(model_dir), num_train_rows=num_rows, **evaluate_all(
             make_judge(model_dir), tests, config.data.source == "synthetic"))

@@ -21,6 +21,8 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     (DEMO + ":bogus=1", (), "config arg: unknown key 'bogus'"),
     (DEMO, ("--config.no_such_field=3",), "no field 'no_such_field'"),
     (DEMO, ("--config.seed=abc",), "--config.seed=abc: invalid literal for int()"),
+    (DEMO, ("--config.selftrain.retrain_from=stage1",), "selftrain.retrain_from: expected one "
+     "of ('base', 'seed', 'previous'), got 'stage1'"),
 ])
 def test_bad_config_is_one_line(tmp_path, config, extra, expected):
     (tmp_path / "bad.py").write_text("def get_config():\n    return (\n")

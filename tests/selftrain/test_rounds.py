@@ -53,7 +53,8 @@ def _run(tmp_path, monkeypatch, agree, **selftrain):
     config = demo.get_config("smoke=True,variant=self_rationale")
     config.selftrain.update(num_rounds=1, **selftrain)
     return rounds.run_round(config, tmp_path, 1, tokenizer=None, base_dir=pathlib.Path("base"),
-                            judge_dir=pathlib.Path("judge0"), seed_rows=[{"id": "s"}] * 16,
+                            judge_dir=pathlib.Path("judge0"),
+                            seed_judge_dir=pathlib.Path("seed_judge"), seed_rows=[{"id": "s"}] * 16,
                             pool=POOL, earlier_kept=[], make_judge=lambda d: f"judge@{d}",
                             tests={}, previous=PREVIOUS)
 
@@ -72,10 +73,13 @@ def test_round_that_keeps_no_pair_carries_the_previous_judge_forward(tmp_path, m
     assert artifacts.is_done(tmp_path / "round_1")
 
 
-def test_round_that_keeps_pairs_retrains_on_seed_plus_kept(tmp_path, monkeypatch, fakes):
-    metrics = _run(tmp_path, monkeypatch, agree=True)
+@pytest.mark.parametrize("retrain_from,start", [("previous", "judge0"), ("seed", "seed_judge"),
+                                                ("base", "base")])
+def test_round_that_keeps_pairs_retrains_on_seed_plus_kept(tmp_path, monkeypatch, fakes,
+                                                           retrain_from, start):
+    metrics = _run(tmp_path, monkeypatch, agree=True, retrain_from=retrain_from)
     [(start_dir, rows)] = fakes["train"]
-    assert start_dir == pathlib.Path("judge0") and len(rows) == 16 + len(POOL)
+    assert start_dir == pathlib.Path(start) and len(rows) == 16 + len(POOL)
     assert [r["verdict"] for r in rows[16:]] == ["A"] * len(POOL)
     assert fakes["evaluate"] == [f"judge@{tmp_path / 'round_1' / 'train' / 'export'}"]
     assert metrics["retrained"] is True and metrics["label/kept"] == len(POOL)
@@ -121,7 +125,8 @@ def _coherence_round(workdir, data_source):
     config.selftrain.curriculum.start.update(kappa=0.5, tau=0.5)
     config.selftrain.curriculum.end.update(kappa=0.5, tau=0.5)
     return rounds.run_round(config, workdir, 1, tokenizer=None, base_dir=pathlib.Path("base"),
-                            judge_dir=pathlib.Path("judge0"), seed_rows=[], pool=[ARITHMETIC],
+                            judge_dir=pathlib.Path("judge0"),
+                            seed_judge_dir=pathlib.Path("seed_judge"), seed_rows=[], pool=[ARITHMETIC],
                             earlier_kept=[], make_judge=lambda d: d, tests={}, previous=PREVIOUS)
 
 
