@@ -160,7 +160,8 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
         sets = extra_eval.extra_test_sets(workdir, larger_test, extra_eval.run_difficulties(config))
         tests.update({f"larger_test/{key}": rows for key, rows in sets.items()})
     metrics = {"round": r, "train_on": train_on, "labels": labels, "rationales": rationales,
-               "refilter": refilter, "start": str(rounds.start_dir(st, base_dir, previous_judge, seed_judge)),
+               "refilter": refilter,
+               "start": str(rounds.start_dir(st, base_dir, previous_judge, seed_judge)),
                **{f"round_rows/{k}": v for k, v in row_stats(new_rows, pool_slice).items()},
                **rounds.evaluate_all(judge, tests, True)}
     return artifacts.write_json(out / "metrics.json", metrics)

@@ -126,8 +126,9 @@ def _coherence_round(workdir, data_source):
     config.selftrain.curriculum.end.update(kappa=0.5, tau=0.5)
     return rounds.run_round(config, workdir, 1, tokenizer=None, base_dir=pathlib.Path("base"),
                             judge_dir=pathlib.Path("judge0"),
-                            seed_judge_dir=pathlib.Path("seed_judge"), seed_rows=[], pool=[ARITHMETIC],
-                            earlier_kept=[], make_judge=lambda d: d, tests={}, previous=PREVIOUS)
+                            seed_judge_dir=pathlib.Path("seed_judge"), seed_rows=[],
+                            pool=[ARITHMETIC], earlier_kept=[], make_judge=lambda d: d, tests={},
+                            previous=PREVIOUS)
 
 
 def test_coherence_in_a_round_keeps_the_coherent_rationale(tmp_path, monkeypatch, fakes):
