@@ -11,7 +11,6 @@ from flax import nnx
 
 from gramr2_jax import sharding
 from gramr2_jax.sampling import Sampler
-from gramr2_jax.sampling.padding import left_pad
 from tests.sampling.conftest import MIXED, PROMPTS, tiny_model
 
 
@@ -31,10 +30,11 @@ def main() -> None:
     # A packed prefill on the mesh (packed rows and the gather sharded over the batch)
     # against the padded prefill on one device.
     prompts = MIXED * 2
-    report["sharded_packs"] = sharded._packing(*left_pad(prompts, 24, 0)) is not None
-    kw = dict(max_new_tokens=10, stop_tokens=(), seed=5, temperature=1.0, num_samples=2)
-    a = Sampler(model, pack_prompts=False).generate(prompts, **kw)
-    b = sharded.generate(prompts, **kw)
+    tokens, mask, _ = sharded._pad_prompts(prompts, 1)  # the batch generate pads
+    report["sharded_packs"] = sharded._packing(tokens, mask) is not None
+    packed_kw = dict(max_new_tokens=10, stop_tokens=(), seed=5, temperature=1.0, num_samples=2)
+    a = Sampler(model, pack_prompts=False).generate(prompts, **packed_kw)
+    b = sharded.generate(prompts, **packed_kw)
     report["packed"] = bool(np.array_equal(a.tokens, b.tokens))
     report["packed_logprob_diff"] = float(np.abs(a.logprobs - b.logprobs).max())
     conts = [[4, 8, 15], [9], [60, 61]]
