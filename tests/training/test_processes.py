@@ -48,6 +48,7 @@ def _losses(workdir) -> list[float]:
     return [row["loss"] for row in read_metrics(pathlib.Path(workdir) / "metrics.jsonl")]
 
 
+@pytest.mark.slow  # ~36 s on a 2-core AVX2 machine: three trainer processes
 def test_sigkill_midway_then_rerun_matches_uninterrupted_run(tmp_path):
     run_tiny.run(str(tmp_path / "full"), steps=10, checkpoint_every=2)  # uninterrupted, here
     args = ("--steps", "10", "--checkpoint_every", "2", "--delay_s", "0.15")
@@ -83,6 +84,7 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted_run(tmp_path):
         np.testing.assert_allclose([b[k] for k in b], [a[k] for k in a], rtol=1e-6)
 
 
+@pytest.mark.slow  # ~20 s on a 2-core AVX2 machine: two trainer processes
 def test_eight_devices_match_one_device(tmp_path):
     run_tiny.run(str(tmp_path / "one"), steps=4, checkpoint_every=100)  # here: 1 device
     _run(tmp_path / "eight", "--steps", "4", "--checkpoint_every", "100", "--mesh", "2,2,2",
