@@ -33,7 +33,7 @@ import jax
 import numpy as np
 
 from gramr2_jax import hostmem
-from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
+from gramr2_jax.benchmarks.common import machine, matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, from_pretrained
 from gramr2_jax.sampling import Sampler
 
@@ -142,7 +142,7 @@ def _ours_seconds(sampler: Sampler, prompts, new_tokens: int, iters: int = 3, wa
 def run(spec: dict) -> dict:
     rng = np.random.default_rng(0)
     report: dict = {"backend": jax.default_backend(), "devices": jax.device_count(),
-                    "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}
+                    "machine": machine(), "load_average": os.getloadavg()}
     with tempfile.TemporaryDirectory() as tmp:
         hf_model, model = _make_models(spec["hf"], pathlib.Path(tmp))
     cfg = model.config

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from gramr2_jax import hostmem
-from gramr2_jax.benchmarks.common import matmul_peak_flops, timeit, torch_device
+from gramr2_jax.benchmarks.common import machine, matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, Transformer, config_to_hf
 from gramr2_jax.sharding import make_mesh
 from gramr2_jax.training.losses import Objective
@@ -142,7 +142,7 @@ def main() -> None:
     results = {"model_params": cfg.num_params(), "matmul_params": matmul_params(cfg),
                "batch_size": batch_size, "seq_len": seq_len, "scan_layers": args.scan_layers,
                "remat": args.remat, "backend": jax.default_backend(),
-               "host_memory": hostmem.describe()}
+               "machine": machine(), "host_memory": hostmem.describe()}
     sides = {"jax": time_jax(cfg, batch, iters)}
     if not args.skip_torch:
         sides["torch"] = time_torch(cfg, batch, iters)
