@@ -69,7 +69,8 @@ def torch_device() -> str:
     return "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
 
 
-# The vector extensions that decide XLA:CPU's and torch's matmul kernels, widest first.
+# The vector extensions that decide XLA:CPU's and torch's matmul kernels: x86's AVX-512
+# and AMX first, then the narrower x86 ones, then ARM's.
 _VECTOR_ISAS = ("avx512f", "avx512_bf16", "amx_tile", "avx2", "fma", "avx", "sse4_2", "asimd", "sve")
 
 

@@ -148,8 +148,8 @@ def run(config, workdir: pathlib.Path, r: int, out: pathlib.Path, *, train_on: s
                           rationales=rationales)
     earlier = [row for i in range(1, r)
                for row in artifacts.read_jsonl(workdir / f"round_{i}" / "kept.jsonl")]
-    previous_judge = extra_eval.judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
     seed_judge = extra_eval.judge_dir(workdir, "stage1")[1]
+    previous_judge = seed_judge if r == 1 else extra_eval.judge_dir(workdir, f"round_{r - 1}")[1]
     model_dir, _ = rounds.retrain(config, new_rows, seed_rows=seed_rows, earlier_kept=earlier,
                                   base_dir=base_dir, judge_dir=previous_judge,
                                   seed_judge_dir=seed_judge,
