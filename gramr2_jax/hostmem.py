@@ -66,14 +66,20 @@ def _accelerator_plugin_installed() -> bool:
     return any(True for _ in importlib.metadata.entry_points(group="jax_plugins"))
 
 
-def host_computes() -> bool:
-    """Whether these settings apply: glibc, not opted out, and JAX will run on the CPU."""
-    if os.environ.get(_OPT_OUT, "1") == "0" or _glibc() is None:
-        return False
+def jax_runs_on_cpu() -> bool:
+    """Whether JAX will compute on the CPU: JAX_PLATFORMS says so, or no accelerator
+    plugin is installed. Needs no JAX import, so it can run before JAX starts."""
     platforms = os.environ.get("JAX_PLATFORMS", "")
     if platforms:
         return platforms.split(",")[0].strip() == "cpu"
     return not _accelerator_plugin_installed()
+
+
+def host_computes() -> bool:
+    """Whether these settings apply: glibc, not opted out, and JAX will run on the CPU."""
+    if os.environ.get(_OPT_OUT, "1") == "0" or _glibc() is None:
+        return False
+    return jax_runs_on_cpu()
 
 
 def tunables_active() -> bool:

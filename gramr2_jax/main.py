@@ -57,12 +57,16 @@ def main(argv):
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    logging.getLogger("gramr2_jax.main").info(
+        "%d %s devices (%d on this process)", jax.device_count(), jax.default_backend(),
+        jax.local_device_count())
     with exit_on_data_error():
         pipeline.run(config, _WORKDIR.value)
 
 
 if __name__ == "__main__":
-    from gramr2_jax import config_lib, hostmem
+    from gramr2_jax import config_lib, host_devices, hostmem
 
     hostmem.configure_process()  # re-executes once with glibc malloc tunables (CPU only)
+    host_devices.configure()  # one JAX device per core (CPU only)
     app.run(main, flags_parser=config_lib.parse_flags)

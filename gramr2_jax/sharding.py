@@ -96,6 +96,16 @@ def make_mesh(shape: Sequence[int] = (-1, 1, 1), devices=None) -> jax.sharding.M
                          axis_types=(jax.sharding.AxisType.Auto,) * len(MESH_AXES))
 
 
+def local_mesh() -> jax.sharding.Mesh | None:
+    """A data-parallel mesh over this process's own devices; None with one device.
+
+    For work each host does alone, on host-local arrays: labelling its own shards of
+    the pool, proving, evaluating (see host_devices.py for why a CPU host has several).
+    """
+    devices = jax.local_devices()
+    return make_mesh((-1, 1, 1), devices) if len(devices) > 1 else None
+
+
 def abstract_mesh(shape: Sequence[int]) -> jax.sharding.AbstractMesh:
     """A mesh of the given size with no devices: for planning big configs here."""
     return jax.sharding.AbstractMesh(

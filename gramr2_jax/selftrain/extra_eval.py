@@ -97,6 +97,7 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
     <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json ("last" resolves to its round).
     Each cached set carries the SHA-256 of its pairs; one drawn differently now (another
     generator, changed run data) is judged again instead of reused."""
+    from gramr2_jax import sharding
     from gramr2_jax.judge import Judge
     from gramr2_jax.selftrain import artifacts
     from gramr2_jax.selftrain.evaluation import evaluate_judge
@@ -111,7 +112,7 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
         missing = {key: rows for key, rows in sets.items()
                    if metrics.get(key, {}).get(_DIGEST) != digests[key]}
         if missing:
-            judge = Judge.from_pretrained(model_dir)
+            judge = Judge.from_pretrained(model_dir, mesh=sharding.local_mesh())
             metrics.update({key: {**evaluate_judge(judge, rows), _DIGEST: digests[key]}
                             for key, rows in missing.items()})
             metrics = artifacts.write_json(out, metrics)
@@ -153,8 +154,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from gramr2_jax import hostmem
+    from gramr2_jax import host_devices, hostmem
 
     hostmem.configure_process()
+    host_devices.configure()
     _define_flags()
     app.run(main)

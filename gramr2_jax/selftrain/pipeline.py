@@ -31,11 +31,14 @@ log = logging.getLogger(__name__)
 
 
 def judge_factory(config: ml_collections.ConfigDict):
+    from gramr2_jax import sharding
     from gramr2_jax.judge import Judge
 
     def make(model_dir: pathlib.Path):
+        # This host's devices only: each host labels its own shards of the pool.
         return Judge.from_pretrained(model_dir, batch_size=config.judge.batch_size,
-                                     temperature=config.selftrain.temperature)
+                                     temperature=config.selftrain.temperature,
+                                     mesh=sharding.local_mesh())
     return make
 
 

@@ -218,8 +218,9 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from gramr2_jax import config_lib, hostmem
+    from gramr2_jax import config_lib, host_devices, hostmem
 
     hostmem.configure_process()
+    host_devices.configure()
     _define_flags()
     app.run(main, flags_parser=config_lib.parse_flags)

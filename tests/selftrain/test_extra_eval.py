@@ -64,7 +64,7 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
     artifacts.write_json(tmp_path / "stage1" / "metrics.json", {"round": 0})
     artifacts.mark_done(tmp_path / "stage1")
     judged = []
-    monkeypatch.setattr(judge_lib.Judge, "from_pretrained", staticmethod(lambda path: path))
+    monkeypatch.setattr(judge_lib.Judge, "from_pretrained", staticmethod(lambda path, **kw: path))
     monkeypatch.setattr(evaluation, "evaluate_judge",
                         lambda judge, rows: judged.append(len(rows)) or {"accuracy": 0.5})
 
