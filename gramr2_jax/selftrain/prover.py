@@ -54,6 +54,17 @@ def proof_scores(logp_conditional: np.ndarray, logp_unconditional: np.ndarray) -
     return -logp_conditional / np.minimum(logp_unconditional, -1e-9)
 
 
+def _score_after_bos(sampler, bos_id: int, conts: list[list[int]], chunk: int) -> np.ndarray:
+    """log π(z) of each continuation after BOS alone, scored shortest first in chunks of
+    `chunk` rows: a chunk pads to its own longest row, not to the longest of all."""
+    order = sorted(range(len(conts)), key=lambda i: len(conts[i]))
+    out = np.zeros(len(conts))
+    for start in range(0, len(order), chunk):
+        part = order[start:start + chunk]
+        out[part] = sampler.score([[bos_id]] * len(part), [conts[i] for i in part]).total
+    return out
+
+
 def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_candidates: int,
           seed: int, coherence: Callable[[str, str, str], Sequence[str]] | None = None
           ) -> tuple[list[dict[str, Any]], int]:
@@ -68,13 +79,16 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
     Returns (rows with proofs, number dropped because no candidate concluded with the label
     or passed the coherence rule).
     """
+    from gramr2_jax import sharding
     from gramr2_jax.models import from_pretrained, load_tokenizer
     from gramr2_jax.sampling import Sampler
 
     if not rows:
         return [], 0
     tokenizer = load_tokenizer(prover_dir)
-    sampler = Sampler(from_pretrained(prover_dir), tokenizer)
+    mesh = sharding.local_mesh()
+    sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh,
+                      batch_multiple=1 if mesh is None else mesh.shape["data"])
     builders = _builders(config, tokenizer)
     best: dict[int, tuple[float, str]] = {}
     for start in range(0, len(rows), config.judge.batch_size):
@@ -83,10 +97,13 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
             rows[p]["prompt"], rows[p]["response_a"], rows[p]["response_b"]) for p in part]
         out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
                                num_samples=num_candidates, seed=seed, prompt_ids=part,
-                               temperature=config.selftrain.temperature)
+                               temperature=config.selftrain.temperature, return_logprobs=True)
         conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
-        conditional = sampler.score([prompts[i] for i in out.prompt_index], conts).total
-        unconditional = sampler.score([[tokenizer.bos_token_id]] * len(conts), conts).total
+        # log π(z | s, l): the raw log p of each sampled token, recorded while sampling
+        # (0 after a row's end), so the k candidates need no second pass over the prompt.
+        conditional = out.logprobs.sum(axis=1)
+        unconditional = _score_after_bos(sampler, tokenizer.bos_token_id, conts,
+                                         config.judge.batch_size)
         scores = proof_scores(conditional, unconditional)
         for i, (local, text) in enumerate(zip(out.prompt_index, out.texts)):
             p = part[local]

@@ -92,3 +92,20 @@ def test_prove_with_coherence_keeps_only_proofs_that_pass_it(prover_dir, monkeyp
     assert sorted(set(checked)) == [(str(i), "A") for i in range(4)]
     # The same candidates as without the rule, so the kept rows keep the same best proof.
     assert [r["rationale"] for r in kept] == [plain[0]["rationale"], plain[2]["rationale"]]
+
+
+def test_conditional_score_from_sampling_equals_teacher_forced_scoring(prover_dir):
+    # prove() takes log π(z | s, l) from the sampler's per-token log-probs instead of
+    # scoring each candidate again after its prompt: the same sums, up to float order.
+    from gramr2_jax.models import from_pretrained, load_tokenizer
+    from gramr2_jax.sampling import Sampler
+
+    tokenizer = load_tokenizer(prover_dir)
+    sampler = Sampler(from_pretrained(prover_dir), tokenizer)
+    prompts = ["What is 3 plus 4?", "Name a fruit without the letter e, please."]
+    out = sampler.generate(prompts, max_new_tokens=12, num_samples=3, seed=5,
+                           temperature=1.0, return_logprobs=True)
+    conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
+    teacher_forced = sampler.score([prompts[i] for i in out.prompt_index], conts).total
+    np.testing.assert_allclose(out.logprobs.sum(axis=1), teacher_forced, rtol=1e-5, atol=1e-4)
+
