@@ -5,10 +5,10 @@ model (hidden size 128) is made of small ops that split poorly: one decode step'
 attention over 128 rows' caches read them at about 8 GB/s on a host that reads 30 GB/s
 (`benchmarks/SAMPLING.md`). With one CPU device per core the pipeline shards every
 batch over the mesh's `data` axis (training, and through `sharding.local_mesh` the
-judge's and the prover's sampling), and each core runs its own rows of every op. On a 2-core AVX2 host
-the demo judge labelled 8 shards of its pool in 14.0 s against 25.7 s on one device
-(1.4× inside the whole pipeline, where other work shares the cores), while its train
-steps ran 0–25 % faster alone and no faster inside the pipeline.
+judge's and the prover's sampling), and each core runs its own rows of every op. On a
+2-core AVX2 host the demo judge labelled 8 shards of its pool in 14.0 s against 25.7 s
+on one device (1.4× inside the whole pipeline, where other work shares the cores),
+while its train steps ran 0–25 % faster alone and no faster inside the pipeline.
 
 `configure()` sets `--xla_force_host_platform_device_count` in XLA_FLAGS, so it must
 run before JAX starts: call it in a `__main__` block, after `hostmem.configure_process`.

@@ -205,8 +205,7 @@ class Judge:
         self.method = make_method(temperature, None, top_p)
         self.batch_size = batch_size
         self.default_reference = default_reference
-        batch_multiple = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
-        self.sampler = Sampler(model, tokenizer, mesh=mesh, batch_multiple=batch_multiple)
+        self.sampler = Sampler(model, tokenizer, mesh=mesh)  # pads batches to the mesh
         self.verdict = Verdict(self._verdict_trigger(), self.verdict_ids)
 
     @classmethod

@@ -71,8 +71,9 @@ class Sampler:
     min_prompt_bucket: the smallest prompt bucket (padding.bucket_length; bounds recompiles).
     cache_length: None sizes the cache as prompt bucket + max_new_tokens; a fixed
       value instead stops generation when the cache is full.
-    batch_multiple: pad the prompt count to a multiple (e.g. the data-parallel
-      size, so the batch shards evenly); dummy rows are dropped from results.
+    batch_multiple: pad the prompt count to a multiple, so the batch shards evenly;
+      None = the mesh's data × fsdp size (1 without a mesh). Dummy rows are dropped
+      from results.
     decode_segments: decode in up to this many loops over a cache that doubles
       between them (decode.segment_lengths), so early steps read fewer empty
       slots; 1 = one loop over the full cache. Same tokens; more to compile.
@@ -86,7 +87,7 @@ class Sampler:
     """
 
     def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
-                 cache_length: int | None = None, cache_dtype=None, batch_multiple: int = 1,
+                 cache_length: int | None = None, cache_dtype=None, batch_multiple: int | None = None,
                  decode_segments: int = 3, cache_slot_multiple: int = 32,
                  pack_prompts: bool = True, mesh: jax.sharding.Mesh | None = None,
                  rules=None):
@@ -99,6 +100,8 @@ class Sampler:
         self.min_prompt_bucket = min_prompt_bucket
         self.cache_length = cache_length
         self.cache_dtype = jnp.dtype(cache_dtype or self.config.dtype).name
+        if batch_multiple is None:
+            batch_multiple = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
         self.batch_multiple = batch_multiple
         self.decode_segments = decode_segments
         self.cache_slot_multiple = cache_slot_multiple

@@ -87,8 +87,7 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
         return [], 0
     tokenizer = load_tokenizer(prover_dir)
     mesh = sharding.local_mesh()
-    sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh,
-                      batch_multiple=1 if mesh is None else mesh.shape["data"])
+    sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh)
     builders = _builders(config, tokenizer)
     best: dict[int, tuple[float, str]] = {}
     for start in range(0, len(rows), config.judge.batch_size):
