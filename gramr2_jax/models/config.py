@@ -52,6 +52,11 @@ class ModelConfig:
     dtype: Any = jnp.float32  # compute dtype of matmuls
     remat: str = "none"  # "none" | "full" (recompute each block in the backward pass)
     scan_layers: bool = False
+    # A forward without a cache (training, teacher-forced scoring) splits its queries
+    # into up to this many causal blocks of at least CAUSAL_BLOCK_MIN rows, and each
+    # block reads only the keys up to its last row: the same attention, with the
+    # products above the diagonal skipped. 1: one [T, T] product.
+    causal_blocks: int = 8
 
     def __post_init__(self):
         errors = []
@@ -66,6 +71,8 @@ class ModelConfig:
                           f"num_kv_heads={self.num_kv_heads}")
         if self.head_dim % 2:
             errors.append(f"head_dim: RoPE needs an even head_dim, got {self.head_dim}")
+        if self.causal_blocks < 1:
+            errors.append(f"causal_blocks: must be at least 1, got {self.causal_blocks}")
         if self.remat not in ("none", "full"):
             errors.append(f"remat: expected 'none' or 'full', got {self.remat!r}")
         if errors:
