@@ -41,7 +41,7 @@ from gramr2_jax.data.jsonl import read_rows
 from gramr2_jax.data.prompts import JudgePromptBuilder, check_verdict_tokens, swap_response_names
 from gramr2_jax.data.schema import UnlabelledPair
 from gramr2_jax.downstream import ranking
-from gramr2_jax.sampling import Greedy, Method, Sampler, Verdict, make_method
+from gramr2_jax.sampling import Greedy, Method, Sampler, Verdict, make_method, padded_count
 
 JUDGE_CONFIG = "gramr2_judge.json"
 JUDGE_CONFIG_KEYS = ("template", "max_prompt_len", "max_new_tokens", "temperature", "top_p")
@@ -244,7 +244,7 @@ class Judge:
         """Per prompt, k (generated text, p_first, num_tokens): one sampler call, the k
         samples sharing one prefill. Tests replace this with a scripted fake."""
         num = len(prompt_ids)
-        padded = min(1 << (num - 1).bit_length(), max(self.batch_size, num))
+        padded = padded_count(num, self.batch_size)
         # Dummy rows repeat the last prompt, so the bucket does not grow; they are dropped.
         ids = prompt_ids + [prompt_ids[-1]] * (padded - num)
         out = self.sampler.generate(

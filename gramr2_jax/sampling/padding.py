@@ -33,6 +33,15 @@ def bucket_length(n: int, min_bucket: int = 16) -> int:
     return size
 
 
+def padded_count(num: int, cap: int) -> int:
+    """Rows to run `num` prompts in: the next power of two, but no more than
+    max(cap, num). A caller that works through a list `cap` prompts at a time then
+    compiles at most log2(cap) + 1 batch shapes, whatever its last chunk's size."""
+    if num < 1:
+        raise ValueError(f"num: expected at least one prompt, got {num}")
+    return min(1 << (num - 1).bit_length(), max(cap, num))
+
+
 def tokenize(items: Sequence[Prompt], tokenizer, *, add_special_tokens: bool,
              what: str = "prompts") -> list[list[int]]:
     """Token ids for a list of strings or id lists (strings need a tokenizer)."""

@@ -7,7 +7,7 @@ from flax import nnx
 
 from gramr2_jax.models import KVCache
 from gramr2_jax.sampling import Sampler
-from gramr2_jax.sampling.padding import left_pad, pack_prompts
+from gramr2_jax.sampling.padding import left_pad, pack_prompts, padded_count
 from tests.sampling.conftest import MIXED, TINY, full_forward_logits, tiny_model
 
 
@@ -103,3 +103,16 @@ def test_packing_picks_the_fewest_tokens(model):
     packed = sampler._packing(*left_pad([[1] * 9] * 10, 16, pad_id=0))
     assert packed.tokens_GW.shape == (4, 32)
     assert sampler._packing(*left_pad([[1] * 16] * 4, 16, pad_id=0)) is None
+
+
+@pytest.mark.parametrize("num, cap, expected", [
+    (1, 64, 1), (5, 64, 8), (14, 64, 16), (33, 64, 64), (64, 64, 64),
+    (65, 64, 65), (100, 64, 100),  # a single call above the cap runs as it is
+    (3, 4, 4), (7, 2, 7)])
+def test_padded_count_is_a_power_of_two_up_to_the_cap(num, cap, expected):
+    assert padded_count(num, cap) == expected
+
+
+def test_padded_count_needs_a_prompt():
+    with pytest.raises(ValueError, match="num: expected at least one prompt"):
+        padded_count(0, 64)
