@@ -17,6 +17,9 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 # failed that way on an H200, SAMPLING.md). f32 on CPU is unchanged. Set before any test
 # imports JAX; subprocess tests inherit it.
 os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
+# The pipeline's command line keeps a persistent compilation cache in ~/.cache by
+# default (main.py --compilation_cache); tests write nothing outside their tmp dirs.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "")
 
 
 def _shared_path() -> pathlib.Path:

@@ -1,4 +1,7 @@
-"""The smoke pipeline killed (SIGKILL) mid-training and mid-labelling resumes to the same result."""
+"""The smoke pipeline killed (SIGKILL) mid-training and mid-labelling resumes to the same result.
+
+Every run shares one persistent compilation cache, so the resumed runs load programs
+that the uninterrupted run compiled: loaded programs give the same result too."""
 
 import json
 import os
@@ -18,15 +21,18 @@ def _run(workdir, kill_at=None):
     env.pop("GRAMR2_KILL_AT", None)
     if kill_at:
         env["GRAMR2_KILL_AT"] = kill_at
+    cache = workdir.parent / "compilation_cache"
     return subprocess.run(
         [sys.executable, "-m", "gramr2_jax.main", "--config=configs/demo.py:smoke",
-         f"--workdir={workdir}"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+         f"--workdir={workdir}", f"--compilation_cache={cache}"], cwd=REPO, env=env,
+        capture_output=True, text=True, timeout=900)
 
 
 def test_killed_pipeline_resumes_to_the_uninterrupted_result(tmp_path):
     straight = _run(tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-3000:]
     expected = json.loads((tmp_path / "straight" / "final_metrics.json").read_text())
+    assert any((tmp_path / "compilation_cache").glob("jit_train_step-*"))
 
     resumed = tmp_path / "resumed"
     # Stage-0 pretraining mid-run (window 2 of its data, after the step-3 checkpoint),
