@@ -43,8 +43,8 @@ def main(argv):
     logging.getLogger("gramr2_jax").setLevel(logging.INFO)
 
     jax.config.update("jax_threefry_partitionable", True)
-    if _COMPILATION_CACHE.value:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(_COMPILATION_CACHE.value))
+    cache = _COMPILATION_CACHE.value  # '' → None: off, even where JAX_COMPILATION_CACHE_DIR is set
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache) if cache else None)
     from gramr2_jax import distributed
 
     distributed.initialize(_MULTIHOST.value, _COORDINATOR.value, _NUM_PROCESSES.value,
