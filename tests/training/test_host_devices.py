@@ -15,6 +15,10 @@ FLAG = "--xla_force_host_platform_device_count"
 @pytest.fixture
 def cpu_env(monkeypatch):
     """A process about to start JAX on the CPU, with no device count chosen yet."""
+    # configure() writes os.environ itself: give it a copy, or the XLA_FLAGS it sets
+    # would outlive the test (monkeypatch restores only what it set) and start this
+    # process's JAX with several devices.
+    monkeypatch.setattr(os, "environ", os.environ.copy())
     monkeypatch.setenv("JAX_PLATFORMS", "cpu")
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     monkeypatch.delenv(host_devices.ENV, raising=False)
