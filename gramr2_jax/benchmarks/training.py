@@ -19,6 +19,7 @@ without them); minor page faults per step are printed for each side.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import time
 
@@ -57,12 +58,13 @@ def make_batch(cfg: ModelConfig, batch_size: int, seq_len: int) -> dict[str, np.
 def time_jax(cfg: ModelConfig, batch: dict[str, np.ndarray], iters: int) -> dict[str, float]:
     mesh = make_mesh((1, 1, 1))
     schedule = learning_rate_schedule(1e-4, 10, 1000, 0.1)
-    tx = make_optimizer(schedule, weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8, max_grad_norm=1.0)
+    make_tx = functools.partial(make_optimizer, weight_decay=0.0, b1=0.9, b2=0.999, eps=1e-8,
+                                max_grad_norm=1.0)
     model = Transformer(cfg, rngs=nnx.Rngs(0))
-    graphdef, state, shardings = create_train_state(model, tx, mesh)
+    graphdef, state, shardings = create_train_state(model, make_tx(schedule), mesh)
     del model
-    step_fn = make_train_step(graphdef, shardings, mesh, objective=Objective("sft"), tx=tx,
-                              schedule=schedule)
+    step_fn = make_train_step(graphdef, shardings, mesh, objective=Objective("sft"),
+                              make_tx=make_tx, schedule=schedule)
     device_batch = {k: jax.device_put(v) for k, v in batch.items()}
     holder = {"state": state}
 

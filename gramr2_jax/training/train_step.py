@@ -27,6 +27,8 @@ from gramr2_jax.training.losses import Objective
 from gramr2_jax.training.train_state import TrainState
 
 Batch = Mapping[str, jax.Array]
+Schedule = Callable[[jax.Array], jax.Array]  # and a pytree: see optimizer.py
+MakeTx = Callable[[Schedule], optax.GradientTransformation]
 BATCH_AXES = ("activation_batch",)
 
 
@@ -73,9 +75,10 @@ def loss_and_grads(graphdef: nnx.GraphDef, params: nnx.State, batch: Batch,
     return loss, grads, stats
 
 
-def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch, *,
-               objective: Objective, tx: optax.GradientTransformation,
-               schedule: optax.Schedule, num_micro: int) -> tuple[TrainState, dict[str, Any]]:
+def train_step(graphdef: nnx.GraphDef, state: TrainState, batch: Batch, schedule: Schedule, *,
+               objective: Objective, make_tx: MakeTx, num_micro: int
+               ) -> tuple[TrainState, dict[str, Any]]:
+    tx = make_tx(schedule)
     loss, grads, stats = loss_and_grads(graphdef, state.params, batch, objective, num_micro)
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
@@ -102,21 +105,32 @@ def batch_spec(global_batch_size: int, mesh: jax.sharding.Mesh, rules=None) -> P
 
 
 def make_train_step(graphdef: nnx.GraphDef, shardings: TrainState, mesh: jax.sharding.Mesh, *,
-                    objective: Objective, tx: optax.GradientTransformation,
-                    schedule: optax.Schedule, num_micro: int = 1, rules=None
+                    objective: Objective, make_tx: MakeTx, schedule: Schedule,
+                    num_micro: int = 1, rules=None
                     ) -> Callable[[TrainState, Batch], tuple[TrainState, dict[str, Any]]]:
     """`step(state, batch) → (state, metrics)`; the input state is donated.
 
+    make_tx(schedule) builds the optimizer inside the step (e.g. a partial of
+    optimizer.make_optimizer); `schedule` is a pytree (optimizer.WarmupCosine,
+    optimizer.Constant) passed to the compiled step as an argument, so steps that
+    differ only in their schedule compile to the same program.
     The batch must be global jax.Arrays laid out by `batch_spec` (see
     distributed.host_local_to_global); its sharding is taken from the arrays.
     """
-    fn = functools.partial(train_step, graphdef, objective=objective, tx=tx,
-                           schedule=schedule, num_micro=num_micro)
-    jitted = jax.jit(fn, in_shardings=(shardings, None), out_shardings=(shardings, None),
-                     donate_argnums=0)
+    fn = functools.partial(train_step, graphdef, objective=objective, make_tx=make_tx,
+                           num_micro=num_micro)
+    jitted = jax.jit(fn, in_shardings=(shardings, None, None),
+                     out_shardings=(shardings, None), donate_argnums=0)
 
     def step(state: TrainState, batch: Batch):
         with jax.set_mesh(mesh), sharding_lib.use_rules(rules):
-            return jitted(state, batch)
+            return jitted(state, batch, schedule)
+
+    def lower(state: TrainState, batch: Batch) -> jax.stages.Lowered:
+        """The step's program, lowered (HLO text, cost and memory analysis)."""
+        with jax.set_mesh(mesh), sharding_lib.use_rules(rules):
+            return jitted.lower(state, batch, schedule)
+
+    step.lower = lower
 
     return step

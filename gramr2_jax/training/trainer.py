@@ -15,6 +15,7 @@ train_source: an iterator of host-local numpy batches (this host's rows) with
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import pathlib
@@ -87,15 +88,16 @@ class Trainer:
         self.objective = Objective(cfg.loss, cfg.label_smoothing, cfg.verdict_token_ids)
         self.schedule = optimizer_lib.learning_rate_schedule(
             cfg.learning_rate, cfg.warmup_steps, cfg.num_steps, cfg.end_lr_ratio)
-        tx = optimizer_lib.make_optimizer(
-            self.schedule, weight_decay=cfg.weight_decay, b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
-            max_grad_norm=cfg.max_grad_norm)
+        make_tx = functools.partial(
+            optimizer_lib.make_optimizer, weight_decay=cfg.weight_decay, b1=cfg.b1, b2=cfg.b2,
+            eps=cfg.eps, max_grad_norm=cfg.max_grad_norm)
         self.graphdef, self.state, self.shardings = create_train_state(
-            model, tx, self.mesh, cfg.sharding_rules)
+            model, make_tx(self.schedule), self.mesh, cfg.sharding_rules)
         del model  # its arrays now live in self.state (and are donated by the step)
         self.step_fn = make_train_step(
-            self.graphdef, self.shardings, self.mesh, objective=self.objective, tx=tx,
-            schedule=self.schedule, num_micro=cfg.grad_accum_steps, rules=cfg.sharding_rules)
+            self.graphdef, self.shardings, self.mesh, objective=self.objective,
+            make_tx=make_tx, schedule=self.schedule, num_micro=cfg.grad_accum_steps,
+            rules=cfg.sharding_rules)
         self.checkpointer = TrainCheckpointer(
             self.workdir / "checkpoints", layout=layout_facts(self.model_config, cfg.loss),
             save_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,

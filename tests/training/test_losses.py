@@ -11,6 +11,7 @@ from gramr2_jax.data.batching import collate
 from gramr2_jax.sharding import make_mesh
 from gramr2_jax.training import losses
 from gramr2_jax.training.losses import Objective
+from gramr2_jax.training.optimizer import Constant
 from gramr2_jax.training.reward_model import RewardModel
 from gramr2_jax.training.train_state import create_train_state
 from gramr2_jax.training.train_step import make_train_step
@@ -98,10 +99,10 @@ def test_sft_targets_do_not_depend_on_the_prompt(shared_dir):
 
 def _fit(objective: Objective, model, batch, steps: int, lr: float = 1e-2) -> list[float]:
     mesh = make_mesh((1, 1, 1))
-    tx = optax.adam(lr)
-    graphdef, state, shardings = create_train_state(model, tx, mesh)
-    step_fn = make_train_step(graphdef, shardings, mesh, objective=objective, tx=tx,
-                              schedule=lambda _: lr)
+    schedule = Constant(np.float32(lr))
+    graphdef, state, shardings = create_train_state(model, optax.adam(schedule), mesh)
+    step_fn = make_train_step(graphdef, shardings, mesh, objective=objective,
+                              make_tx=optax.adam, schedule=schedule)
     batch = {k: jnp.asarray(v) for k, v in batch.items()}
     history = []
     for _ in range(steps):

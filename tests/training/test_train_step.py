@@ -1,5 +1,7 @@
 """Train step: gradient accumulation equals the large batch; the non-finite guard."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,13 +16,15 @@ from gramr2_jax.training.train_step import make_train_step
 from tests.training import tiny
 
 
-def _setup(num_micro: int, model=None):
+def _setup(num_micro: int, model=None, schedule=None):
     mesh = make_mesh((1, 1, 1))
-    schedule = learning_rate_schedule(1e-2, 1, 10, 0.1)
-    tx = make_optimizer(schedule, weight_decay=0.01, b1=0.9, b2=0.99, eps=1e-8, max_grad_norm=1.0)
-    graphdef, state, shardings = create_train_state(model or tiny.tiny_model(0), tx, mesh)
-    step_fn = make_train_step(graphdef, shardings, mesh, objective=Objective("sft"), tx=tx,
-                              schedule=schedule, num_micro=num_micro)
+    schedule = schedule or learning_rate_schedule(1e-2, 1, 10, 0.1)
+    make_tx = functools.partial(make_optimizer, weight_decay=0.01, b1=0.9, b2=0.99, eps=1e-8,
+                                max_grad_norm=1.0)
+    graphdef, state, shardings = create_train_state(model or tiny.tiny_model(0),
+                                                    make_tx(schedule), mesh)
+    step_fn = make_train_step(graphdef, shardings, mesh, objective=Objective("sft"),
+                              make_tx=make_tx, schedule=schedule, num_micro=num_micro)
     return state, step_fn
 
 
@@ -79,3 +83,18 @@ def test_bf16_compute_keeps_f32_params_and_moments():
     dtypes = {x.dtype for x in jax.tree.leaves((state.params, state.opt_state))
               if x.ndim > 0}
     assert dtypes == {jnp.dtype(jnp.float32)}
+
+
+def test_schedules_share_one_compiled_step():
+    # The schedule is an argument of the compiled step, not constants in its HLO:
+    # stages that differ only in learning rate, warmup and length share one program
+    # (and one entry of the persistent compilation cache).
+    batch = _batches()[0]
+    texts = []
+    for schedule in (learning_rate_schedule(1e-2, 1, 10, 0.1),
+                     learning_rate_schedule(3e-4, 20, 1000, 0.0)):
+        state, step_fn = _setup(1, schedule=schedule)
+        texts.append(step_fn.lower(state, batch).as_text())
+    assert texts[0] == texts[1]
+    state, step_fn = _setup(2)  # a real difference still shows
+    assert step_fn.lower(state, batch).as_text() != texts[0]
