@@ -41,7 +41,7 @@ from gramr2_jax.data.jsonl import read_rows
 from gramr2_jax.data.prompts import JudgePromptBuilder, check_verdict_tokens, swap_response_names
 from gramr2_jax.data.schema import UnlabelledPair
 from gramr2_jax.downstream import ranking
-from gramr2_jax.sampling import Greedy, Method, Sampler, Verdict, make_method, padded_count
+from gramr2_jax.sampling import Greedy, Method, Sampler, Verdict, make_method
 
 JUDGE_CONFIG = "gramr2_judge.json"
 JUDGE_CONFIG_KEYS = ("template", "max_prompt_len", "max_new_tokens", "temperature", "top_p")
@@ -205,7 +205,8 @@ class Judge:
         self.method = make_method(temperature, None, top_p)
         self.batch_size = batch_size
         self.default_reference = default_reference
-        self.sampler = Sampler(model, tokenizer, mesh=mesh)  # pads batches to the mesh
+        # Pads each call's prompts to a power of two up to batch_size (and to the mesh).
+        self.sampler = Sampler(model, tokenizer, mesh=mesh, batch_bucket=batch_size)
         self.verdict = Verdict(self._verdict_trigger(), self.verdict_ids)
 
     @classmethod
@@ -242,14 +243,12 @@ class Judge:
     def _sample_rows(self, prompt_ids: list[list[int]], keys: list[int], *, num_samples: int,
                      seed: int, method: Method) -> list[list[tuple[str, float, int]]]:
         """Per prompt, k (generated text, p_first, num_tokens): one sampler call, the k
-        samples sharing one prefill. Tests replace this with a scripted fake."""
+        samples sharing one prefill (the sampler pads the call to its batch_bucket).
+        Tests replace this with a scripted fake."""
         num = len(prompt_ids)
-        padded = padded_count(num, self.batch_size)
-        # Dummy rows repeat the last prompt, so the bucket does not grow; they are dropped.
-        ids = prompt_ids + [prompt_ids[-1]] * (padded - num)
         out = self.sampler.generate(
-            ids, max_new_tokens=self.max_new_tokens, method=method, num_samples=num_samples,
-            seed=seed, prompt_ids=list(keys) + [-1] * (padded - num), verdict=self.verdict,
+            prompt_ids, max_new_tokens=self.max_new_tokens, method=method,
+            num_samples=num_samples, seed=seed, prompt_ids=keys, verdict=self.verdict,
             return_logprobs=False)
         p_first = out.verdict_probs[:, 0]
         return [[(out.texts[r], float(p_first[r]), int(out.lengths[r]))

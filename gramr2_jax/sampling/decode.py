@@ -171,12 +171,14 @@ def _prefill(model, tokens_BP: jax.Array, mask_BP: jax.Array, packed: Packing | 
 
 def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
              mask_BP: jax.Array, prompt_ids_B: jax.Array, seed: jax.Array,
-             method: Method, plan: Plan, packed: Packing | None = None
-             ) -> dict[str, jax.Array]:
+             method: Method, plan: Plan, packed: Packing | None = None,
+             num_prompts: jax.Array | None = None) -> dict[str, jax.Array]:
     """Prefill + decode. Returns the final DecodeState's outputs as a dict.
 
     packed: the same prompts packed several to a row (padding.pack_prompts) for the
     prefill; not with prefix "unshared", which prefills every row.
+    num_prompts: prompts from this one on are dummy rows (the Sampler's batch padding):
+    done from the start, so they never keep the loop running. None = all are real.
     """
     model = nnx.merge(graphdef, params)
     k, n = plan.num_samples, plan.max_new_tokens
@@ -203,11 +205,12 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         cache = _constrain_cache(KVCache.zeros(model.config, logits_RV.shape[0], lengths[0],
                                                cache_dtype))
     rows = logits_RV.shape[0]
+    done_R = jnp.zeros((rows,), bool) if num_prompts is None else jnp.arange(rows) >= num_prompts * k
     state = DecodeState(
         step=jnp.int32(0), last_token_R=jnp.zeros((rows,), jnp.int32),
         tokens_RN=jnp.full((rows, n), plan.pad_id, jnp.int32),
         logprobs_RN=jnp.zeros((rows, n), jnp.float32),
-        lengths_R=jnp.zeros((rows,), jnp.int32), done_R=jnp.zeros((rows,), bool), cache=cache,
+        lengths_R=jnp.zeros((rows,), jnp.int32), done_R=done_R, cache=cache,
         verdict=None if plan.verdict is None else verdict_lib.init_state(
             plan.verdict, tokens_BP, mask_BP))
     state = _pick(plan, method, keys_R, logits_RV, state)

@@ -5,7 +5,7 @@ The sampler is stateless: static settings plus the model split into
 bucket (padding.py), runs one compiled function and returns numpy results.
 Compiled shapes: one per (prompt bucket, #prompts, k, max_new_tokens, method
 class, static method sizes such as top_k); temperature, top_p and the seed are
-traced, so changing them never recompiles.
+traced, so changing them never recompiles. batch_bucket bounds the #prompts.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from gramr2_jax.sampling.padding import (
     bucket_length,
     left_pad,
     pack_prompts,
+    padded_count,
     tokenize,
 )
 from gramr2_jax.sampling.verdict import Verdict
@@ -72,8 +73,12 @@ class Sampler:
     cache_length: None sizes the cache as prompt bucket + max_new_tokens; a fixed
       value instead stops generation when the cache is full.
     batch_multiple: pad the prompt count to a multiple, so the batch shards evenly;
-      None = the mesh's data × fsdp size (1 without a mesh). Dummy rows are dropped
-      from results.
+      None = the mesh's data × fsdp size (1 without a mesh). Dummy rows (a pad token
+      each) are done from the start, so they never keep decoding, and dropped from results.
+    batch_bucket: first pad the prompt count to padding.padded_count(num, batch_bucket)
+      (a power of two up to batch_bucket), so a caller that works through a list
+      batch_bucket prompts at a time compiles at most log2(batch_bucket) + 1 batch
+      shapes, whatever its last chunk's size; None = no such padding.
     decode_segments: decode in up to this many loops over a cache that doubles
       between them (decode.segment_lengths), so early steps read fewer empty
       slots; 1 = one loop over the full cache. Same tokens; more to compile.
@@ -88,9 +93,11 @@ class Sampler:
 
     def __init__(self, model: nnx.Module, tokenizer=None, *, min_prompt_bucket: int = 16,
                  cache_length: int | None = None, cache_dtype=None, batch_multiple: int | None = None,
-                 decode_segments: int = 3, cache_slot_multiple: int = 32,
-                 pack_prompts: bool = True, mesh: jax.sharding.Mesh | None = None,
-                 rules=None):
+                 batch_bucket: int | None = None, decode_segments: int = 3,
+                 cache_slot_multiple: int = 32, pack_prompts: bool = True,
+                 mesh: jax.sharding.Mesh | None = None, rules=None):
+        if batch_bucket is not None and batch_bucket < 1:
+            raise ValueError(f"batch_bucket: must be >= 1 or None, got {batch_bucket}")
         if decode_segments < 1:
             raise ValueError(f"decode_segments: must be >= 1, got {decode_segments}")
         if cache_slot_multiple < 1:
@@ -103,6 +110,7 @@ class Sampler:
         if batch_multiple is None:
             batch_multiple = 1 if mesh is None else mesh.shape["data"] * mesh.shape["fsdp"]
         self.batch_multiple = batch_multiple
+        self.batch_bucket = batch_bucket
         self.decode_segments = decode_segments
         self.cache_slot_multiple = cache_slot_multiple
         self.pack_prompts = pack_prompts
@@ -150,11 +158,17 @@ class Sampler:
         return self.config.eos_ids
 
     def _pad_prompts(self, ids: list[list[int]], extra: int) -> tuple[np.ndarray, np.ndarray, int]:
-        """Left-padded prompts (+ dummy rows up to batch_multiple) and their count."""
+        """Left-padded prompts (+ dummy rows up to batch_bucket's padded count, then to
+        batch_multiple) and their count. A dummy is one pad token: it never grows the
+        length bucket, and packs beside the prompts."""
+        if not ids:
+            raise ValueError("prompts: expected at least one prompt")
         if any(len(p) == 0 for p in ids):
             raise ValueError("prompts: every prompt needs at least one token (e.g. BOS)")
         num = len(ids)
-        ids = ids + [[self.pad_id]] * (-num % self.batch_multiple)
+        rows = num if self.batch_bucket is None else padded_count(num, self.batch_bucket)
+        rows += -rows % self.batch_multiple
+        ids = ids + [[self.pad_id]] * (rows - num)
         length = bucket_length(max(len(p) for p in ids), self.min_prompt_bucket)
         if self.cache_length is not None and length + extra > self.cache_length:
             raise ValueError(f"prompts: bucket {length} + {extra} does not fit "
@@ -229,7 +243,7 @@ class Sampler:
                       if self.pack_prompts and prefix != "unshared" else None)
             out = self._generate(self.graphdef, params, self._batch_input(tokens),
                                  self._batch_input(mask), jnp.asarray(pids),
-                                 _key_seed(seed), method, plan, packed)
+                                 _key_seed(seed), method, plan, packed, jnp.int32(num))
         rows = num * num_samples
         out = {name: np.asarray(value)[:rows] for name, value in out.items()}
         texts = None

@@ -56,7 +56,8 @@ def proof_scores(logp_conditional: np.ndarray, logp_unconditional: np.ndarray) -
 
 def _score_after_bos(sampler, bos_id: int, conts: list[list[int]], chunk: int) -> np.ndarray:
     """log π(z) of each continuation after BOS alone, scored shortest first in chunks of
-    `chunk` rows: a chunk pads to its own longest row, not to the longest of all."""
+    `chunk` rows: a chunk pads to its own longest row, not to the longest of all (and
+    the last chunk's rows to the sampler's batch_bucket)."""
     order = sorted(range(len(conts)), key=lambda i: len(conts[i]))
     out = np.zeros(len(conts))
     for start in range(0, len(order), chunk):
@@ -81,38 +82,35 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
     """
     from gramr2_jax import sharding
     from gramr2_jax.models import from_pretrained, load_tokenizer
-    from gramr2_jax.sampling import Sampler, padded_count
+    from gramr2_jax.sampling import Sampler
 
     if not rows:
         return [], 0
     tokenizer = load_tokenizer(prover_dir)
     mesh = sharding.local_mesh()
-    sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh)
+    # Each round's last chunk is padded to a power of two (dummy rows, dropped from the
+    # results), so its remainder does not compile a shape of its own.
+    sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh,
+                      batch_bucket=config.judge.batch_size)
     builders = _builders(config, tokenizer)
     best: dict[int, tuple[float, str]] = {}
     for start in range(0, len(rows), config.judge.batch_size):
         part = list(range(start, min(start + config.judge.batch_size, len(rows))))
         prompts = [builders[rows[p]["verdict"]].encode_prompt(
             rows[p]["prompt"], rows[p]["response_a"], rows[p]["response_b"]) for p in part]
-        # The last chunk is padded like the judge's (dummy rows repeat its last prompt,
-        # with key -1), so each round's remainder does not compile a shape of its own.
-        dummies = padded_count(len(part), config.judge.batch_size) - len(part)
-        out = sampler.generate(prompts + [prompts[-1]] * dummies,
-                               max_new_tokens=config.judge.max_new_tokens,
-                               num_samples=num_candidates, seed=seed,
-                               prompt_ids=part + [-1] * dummies,
+        out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
+                               num_samples=num_candidates, seed=seed, prompt_ids=part,
                                temperature=config.selftrain.temperature, return_logprobs=True)
-        real = np.flatnonzero(out.prompt_index < len(part))
-        conts = [out.tokens[i, :out.lengths[i]].tolist() for i in real]
+        conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
         # log π(z | s, l): the raw log p of each sampled token, recorded while sampling
         # (0 after a row's end), so the k candidates need no second pass over the prompt.
-        conditional = out.logprobs[real].sum(axis=1)
+        conditional = out.logprobs.sum(axis=1)
         unconditional = _score_after_bos(sampler, tokenizer.bos_token_id, conts,
                                          config.judge.batch_size)
         scores = proof_scores(conditional, unconditional)
-        for i, r in enumerate(real):
-            p = part[out.prompt_index[r]]
-            judgment = judge_format.parse_judgment(out.texts[r])
+        for i, (local, text) in enumerate(zip(out.prompt_index, out.texts)):
+            p = part[local]
+            judgment = judge_format.parse_judgment(text)
             if judgment.verdict != rows[p]["verdict"] or not judgment.rationale:
                 continue  # a proof must conclude with the label it was asked to prove
             if coherence is not None and coherence(rows[p]["id"], judgment.rationale,

@@ -174,6 +174,30 @@ def test_sample_judgments_on_random_model(judge, monkeypatch):
     assert texts(judge.sample_judgments(prompts, a, b, num_samples=3, seed=1)) == texts(first)
 
 
+def test_sampler_calls_run_as_a_power_of_two_of_prompts(judge, monkeypatch):
+    # The judge's sampler pads a call to padded_count(prompts, batch_size) with dummy
+    # rows, which change no judgment.
+    rows, pad = [], judge.sampler._pad_prompts
+
+    def spy(ids, extra):
+        out = pad(ids, extra)
+        rows.append(out[0].shape[0])
+        return out
+
+    monkeypatch.setattr(judge.sampler, "_pad_prompts", spy)
+    prompts, a, b = ["What is 2+2?", "Say hi", "Name a colour"], ["4", "hi", "red"], \
+        ["5", "hello there friend", "blue"]
+
+    padded = [p.original[0] for p in judge.sample_judgments(prompts, a, b, swap=False, seed=1)]
+    assert rows == [4]  # 3 prompts, batch_size 4
+    monkeypatch.setattr(judge, "batch_size", 1)
+    alone = [p.original[0] for p in judge.sample_judgments(prompts, a, b, swap=False, seed=1)]
+    assert rows == [4, 1, 1, 1]
+    assert [(s.text, s.num_tokens) for s in alone] == [(s.text, s.num_tokens) for s in padded]
+    np.testing.assert_allclose([s.p_first for s in alone], [s.p_first for s in padded],
+                               atol=1e-6)  # NaN where no verdict position
+
+
 def test_verdict_probability_is_read_at_the_answer_position(judge, monkeypatch):
     # A template ending in "<answer>\n" puts the verdict position at the first generated
     # token, so even a random model yields p_first; it must be the softmax over the two

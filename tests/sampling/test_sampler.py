@@ -1,12 +1,13 @@
-"""Sampler behaviour: prefix sharing, per-row seeds, recompiles, scoring, verdicts."""
+"""Sampler behaviour: prefix sharing, per-row seeds, recompiles, scoring, verdicts,
+batch buckets."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gramr2_jax.sampling import Greedy, Temperature, TopK, TopP, Verdict
-from tests.sampling.conftest import PROMPTS, full_forward_logits, full_forward_logprobs
+from gramr2_jax.sampling import Greedy, Sampler, Temperature, TopK, TopP, Verdict
+from tests.sampling.conftest import MIXED, PROMPTS, full_forward_logits, full_forward_logprobs
 
 # One plan (k=3, top-k 20 then top-p) shared by the next tests, to compile less.
 KW = dict(max_new_tokens=8, temperature=1.0, top_k=20, top_p=0.9, num_samples=3,
@@ -129,3 +130,66 @@ def test_verdict_trigger_at_prompt_end(model, sampler):
                            verdict=Verdict(tuple(prompt[-2:]), (3, 4)))
     logits = full_forward_logits(model, [prompt])[0][-1, [3, 4]]
     np.testing.assert_allclose(out.verdict_probs[0], jax.nn.softmax(logits), atol=1e-5)
+
+
+def _spy(monkeypatch, sampler, name) -> list:
+    """Records (input tokens' shape, raw outputs) of each call of a jitted function."""
+    calls, jitted = [], getattr(sampler, name)
+
+    def spy(*args):
+        out = jitted(*args)
+        calls.append((args[2].shape, out))
+        return out
+
+    monkeypatch.setattr(sampler, name, spy)
+    return calls
+
+
+def test_batch_bucket_pads_the_prompt_count_with_dummies_that_change_nothing(model, monkeypatch):
+    bucketed, plain = Sampler(model, batch_bucket=8), Sampler(model)
+    rows = [bucketed._pad_prompts([[1]] * n, 1)[0].shape[0] for n in (1, 3, 5, 8, 9)]
+    assert rows == [1, 4, 8, 8, 9]  # a single call above the bucket runs as it is
+    multiple = Sampler(model, batch_bucket=8, batch_multiple=3)
+    # 8, then a multiple of 3; one-token dummies keep the length bucket.
+    assert multiple._pad_prompts([[1] * 19] * 5, 1)[0].shape == (9, 24)
+    calls = _spy(monkeypatch, bucketed, "_generate")
+    kw = dict(KW, seed=4, verdict=Verdict(tuple(MIXED[0][-2:]), (3, 4)))
+    five = bucketed.generate(MIXED[:5], **kw)
+    assert calls[0][0] == (8, 24)
+    lengths = np.asarray(calls[0][1]["lengths"])  # all 8 × 3 rows
+    assert (lengths[:15] > 0).all() and (lengths[15:] == 0).all()  # dummies: done at once
+    assert five.prompt_index.tolist() == np.repeat(np.arange(5), 3).tolist()
+    # The rows of 5 prompts without padding, and of the same prompts in a bigger batch.
+    bigger = plain.generate(MIXED + PROMPTS, **kw)
+    for other in (plain.generate(MIXED[:5], **kw), bigger):
+        np.testing.assert_array_equal(five.tokens, other.tokens[:15])
+        np.testing.assert_array_equal(five.lengths, other.lengths[:15])
+        np.testing.assert_array_equal(five.verdict_found, other.verdict_found[:15])
+        # Other rows share the matmuls (packed prefill), so sums run in another order.
+        np.testing.assert_allclose(five.logprobs, other.logprobs[:15], atol=5e-5, rtol=0)
+        np.testing.assert_allclose(five.verdict_probs, other.verdict_probs[:15], atol=1e-5)
+    assert five.verdict_found[:3].all()  # the trigger ends prompt 0
+    for n in (6, 7):  # run as 8 rows too: one batch shape
+        out = bucketed.generate((MIXED + PROMPTS)[:n], **kw)
+        np.testing.assert_array_equal(out.tokens, bigger.tokens[:3 * n])
+    assert [shape for shape, _ in calls] == [(8, 24)] * 3
+
+
+def test_batch_bucket_scores_the_same_log_probs(model, sampler, monkeypatch):
+    bucketed = Sampler(model, batch_bucket=8)
+    calls = _spy(monkeypatch, bucketed, "_score")
+    continuations = [[4, 8, 15, 16, 23, 42], [9], [60, 61, 62]]
+    scored = bucketed.score(PROMPTS, continuations)
+    expected = sampler.score(PROMPTS, continuations)
+    assert calls[0][0][0] == 4  # 3 prompts + a dummy
+    np.testing.assert_array_equal(scored.lengths, expected.lengths)
+    np.testing.assert_allclose(scored.token_logprobs, expected.token_logprobs, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(scored.total, expected.total, atol=1e-5, rtol=0)
+
+
+def test_batch_bucket_and_prompt_errors(model, sampler):
+    for bad in (0, -4):
+        with pytest.raises(ValueError, match=f"batch_bucket: must be >= 1 or None, got {bad}"):
+            Sampler(model, batch_bucket=bad)
+    with pytest.raises(ValueError, match="prompts: expected at least one prompt"):
+        sampler.generate([], max_new_tokens=2)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from gramr2_jax.data import judge_format
+from gramr2_jax.sampling import Sampler
 from gramr2_jax.selftrain import prover
 
 
@@ -43,6 +44,15 @@ def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, 
         return original_scores(conditional, unconditional)
 
     original_scores = prover.proof_scores
+    padded_rows = []  # rows of each sampler call, dummies included
+
+    def pad_prompts(self, ids, extra):
+        out = original_pad(self, ids, extra)
+        padded_rows.append(out[0].shape[0])
+        return out
+
+    original_pad = Sampler._pad_prompts
+    monkeypatch.setattr(Sampler, "_pad_prompts", pad_prompts)
 
     rows = [{"id": str(i), "prompt": f"What is {i} plus {i}?", "response_a": f"It is {2 * i}.",
              "response_b": f"It is {i}.", "verdict": "A", "rationale": ""} for i in range(5)]
@@ -54,9 +64,12 @@ def test_prove_picks_the_best_scoring_valid_proof_in_any_batch_size(prover_dir, 
     for batch_size in (64, 2):
         seen_texts.clear()
         seen_scores.clear()
+        padded_rows.clear()
         results.append(prover.prove(_config(batch_size), prover_dir, rows, num_candidates=3,
                                     seed=7))
         if batch_size == 64:  # one call: candidates of row p are samples 3p .. 3p+2
+            # 5 prompts and 15 candidates run as 8 and 16 rows: the dummies are dropped.
+            assert padded_rows == [8, 16] and len(seen_texts) == 15
             for row in results[0][0]:
                 p = int(row["id"])
                 valid = [(seen_scores[i], seen_texts[i] or "-") for i in range(3 * p, 3 * p + 3)
