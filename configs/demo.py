@@ -77,8 +77,10 @@ def get_config(arg=None):
         # them (the fact behind a question; what one response does): what a pretrained
         # LLM would know before being taught to judge.
         pretrain_knowledge_share=0.5)
+    # causal_blocks: a forward without a cache (training, scoring) splits its queries
+    # into up to this many blocks that skip the keys above the diagonal; 1 = off.
     c.model = dict(preset="tiny", hf_path="", dtype="float32", param_dtype="float32",
-                   remat="none", scan_layers=False)
+                   remat="none", scan_layers=False, causal_blocks=8)
     c.mesh = dict(shape=(-1, 1, 1))
     c.sharding = dict(rules=None)
 

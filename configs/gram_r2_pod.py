@@ -33,7 +33,7 @@ def get_config(arg=None):
     c.multihost = True
 
     c.model = dict(preset=arg.model, hf_path="", dtype="bfloat16", param_dtype="float32",
-                   remat="full", scan_layers=True)
+                   remat="full", scan_layers=True, causal_blocks=8)
     c.data = dict(source="files", seed=0, seed_path="", unlabelled_path="", test_id_path="",
                   test_ood_path="")
     c.mesh = dict(shape=mesh_shape, slice=arg.slice)

@@ -131,7 +131,7 @@ def model_config(model_cfg: ml_collections.ConfigDict) -> ModelConfig:
 
     dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
     overrides: dict[str, Any] = {}
-    for name in ("remat", "scan_layers"):
+    for name in ("remat", "scan_layers", "causal_blocks"):
         if name in model_cfg:
             overrides[name] = model_cfg[name]
     for name in ("dtype", "param_dtype"):
@@ -156,6 +156,9 @@ def validate(config: ml_collections.ConfigDict, *, require_data: bool = True) ->
                 errors.append(f"model.{name}: expected 'float32' or 'bfloat16', got {m[name]!r}")
         if "remat" in m and m.remat not in ("none", "full"):
             errors.append(f"model.remat: expected 'none' or 'full', got {m.remat!r}")
+        blocks = m.get("causal_blocks")
+        if blocks is not None and (not isinstance(blocks, int) or blocks < 1):
+            errors.append(f"model.causal_blocks: expected an integer >= 1, got {blocks!r}")
     if "mesh" in config:
         shape = tuple(config.mesh.shape)
         if len(shape) != 3 or shape.count(-1) > 1 or any(s == 0 or s < -1 for s in shape):

@@ -232,14 +232,17 @@ def abstract_model(cfg: ModelConfig) -> Transformer:
 
 def from_pretrained(path: str | os.PathLike, *, dtype=jnp.float32, param_dtype=None,
                     mesh: jax.sharding.Mesh | None = None, rules=None,
-                    scan_layers: bool = False, remat: str = "none") -> Transformer:
+                    scan_layers: bool = False, remat: str = "none",
+                    causal_blocks: int | None = None) -> Transformer:
     """Loads a local HF model directory into a Transformer (sharded if mesh is given).
 
     dtype is the compute dtype; param_dtype (default: dtype) the stored one.
+    scan_layers, remat, causal_blocks: layout (ModelConfig); None = its default.
     """
     model_dir = pathlib.Path(path)
+    layout = {} if causal_blocks is None else {"causal_blocks": causal_blocks}
     cfg = load_config(model_dir, dtype=dtype, param_dtype=param_dtype or dtype,
-                      scan_layers=scan_layers, remat=remat)
+                      scan_layers=scan_layers, remat=remat, **layout)
     tensors = open_safetensors(model_dir)
     table = hf_mapping.param_table(cfg)
     missing = [hf for hf, _, _, _ in table if hf not in tensors]

@@ -37,6 +37,7 @@ def train_config(config: ml_collections.ConfigDict, stage: ml_collections.Config
     out.update(num_steps=steps, mesh_shape=tuple(config.mesh.shape),
                compute_dtype=config.model.dtype, param_dtype=config.model.param_dtype,
                remat=config.model.remat, scan_layers=config.model.scan_layers,
+               causal_blocks=config.model.get("causal_blocks"),
                progress_bar=False, warmup_steps=min(out.get("warmup_steps", 0), steps // 4))
     out.update(extra)
     return out

@@ -39,6 +39,7 @@ class TrainConfig:
     param_dtype: str = "float32"
     scan_layers: bool = False
     remat: str = "none"
+    causal_blocks: int | None = None  # None = ModelConfig's default (8)
     # Mesh (data, fsdp, tensor) and logical-axis rules (None = sharding.DEFAULT_RULES).
     mesh_shape: tuple[int, int, int] = (-1, 1, 1)
     sharding_rules: tuple | None = None

@@ -62,7 +62,7 @@ def load_model(cfg: TrainConfig, model_or_dir: nnx.Module | str | os.PathLike,
         model = from_pretrained(model_or_dir, dtype=cfg.compute_jnp_dtype,
                                 param_dtype=cfg.param_jnp_dtype, mesh=mesh,
                                 rules=cfg.sharding_rules, scan_layers=cfg.scan_layers,
-                                remat=cfg.remat)
+                                remat=cfg.remat, causal_blocks=cfg.causal_blocks)
     else:
         model = model_or_dir
     if cfg.loss == "bt" and not isinstance(model, RewardModel):

@@ -53,9 +53,11 @@ def test_validate_names_fields():
     config = _config("model=llama3.1_8b,slice=v5p-64")
     with config.unlocked():
         config.model.remat = "some"
+        config.model.causal_blocks = 0
         config.mesh.shape = (2, -1, -1)
     with pytest.raises(ValueError) as e:
         config_lib.validate(config)
-    assert "model.remat" in str(e.value) and "mesh.shape" in str(e.value)
+    for field in ("model.remat", "model.causal_blocks", "mesh.shape"):
+        assert field in str(e.value)
     with pytest.raises(ValueError, match="config arg: unknown key 'modle'"):
         config_lib.parse_arg("modle=x", model="a")

@@ -59,3 +59,16 @@ def test_default_sweeps_hold_no_no_op_and_bad_names_are_named():
         demo.get_sweep("sweep=full+nope")
     with pytest.raises(ValueError, match="base: 'other' is not one of"):
         demo.get_config("base=other")
+
+
+def test_model_layout_fields_reach_every_stage():
+    from gramr2_jax import config_lib
+    from gramr2_jax.selftrain import stages
+
+    config = demo.get_config()
+    assert config_lib.model_config(config.model).causal_blocks == 8  # stage 0's fresh model
+    with config.unlocked():
+        config.model.causal_blocks = 2
+    assert config_lib.model_config(config.model).causal_blocks == 2
+    for stage in (config.stage0, config.stage1, config.selftrain):
+        assert stages.train_config(config, stage, 100)["causal_blocks"] == 2

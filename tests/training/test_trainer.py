@@ -56,6 +56,10 @@ def test_logs_eval_hook_and_export(tmp_path):
     trained = nnx.state(result.model)
     jax.tree.map(np.testing.assert_array_equal, jax.device_get(trained),
                  jax.device_get(nnx.state(reloaded)))
+    # A layout field of the config applies to a model loaded from a directory.
+    for blocks, expected in ((None, reloaded.config.causal_blocks), (1, 1), (3, 3)):
+        again = Trainer(_config(causal_blocks=blocks), result.export_dir, tmp_path / "again")
+        assert again.model_config.causal_blocks == expected
 
 
 def test_non_finite_loss_stops_without_saving(tmp_path):
