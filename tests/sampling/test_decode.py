@@ -18,6 +18,12 @@ from tests.sampling.conftest import (
 LONG_PROMPTS = [PROMPTS[0] + PROMPTS[0][1:]] + PROMPTS[1:]  # 37 tokens: bucket 48
 
 
+# The pipeline's prefix mode in the default run; the other two (9-15 s each on a 2-core
+# CPU) with the slow tests.
+SHARED_FIRST = ["shared", pytest.param("repeat", marks=pytest.mark.slow),
+                pytest.param("unshared", marks=pytest.mark.slow)]
+
+
 @pytest.mark.parametrize("scan_layers", [False, True], ids=["unrolled", "scanned"])
 def test_cached_decode_logits_equal_full_forward(model, scan_layers):
     """Left-padded prefill + one-token steps (as the sampler runs them) vs full passes.
@@ -164,7 +170,7 @@ def test_aligned_prompt_slots_give_the_same_tokens(model, prefix):
     np.testing.assert_allclose(a.logprobs, b.logprobs, atol=1e-5, rtol=0)
 
 
-@pytest.mark.parametrize("prefix", ["shared", "repeat", "unshared"])
+@pytest.mark.parametrize("prefix", SHARED_FIRST)
 def test_growing_cache_gives_the_same_tokens(model, prefix):
     """Decoding in three loops over a doubling cache = one loop over the full cache:
     the same tokens, stop handling and logprobs (that equal a full forward pass)."""
@@ -191,7 +197,7 @@ def test_growing_cache_gives_the_same_tokens(model, prefix):
         np.testing.assert_allclose(b.logprobs[r, :b.lengths[r]], expected[start:], atol=1e-4)
 
 
-@pytest.mark.parametrize("prefix", ["shared", "repeat", "unshared"])
+@pytest.mark.parametrize("prefix", SHARED_FIRST)
 def test_scanned_layers_sample_the_unrolled_tokens(model, prefix, tmp_path):
     """The same weights with scanned layers (one stacked cache array, written at a traced
     layer index): aligned prompt slots, three decode loops, the unrolled model's tokens."""
