@@ -203,11 +203,21 @@ class Judge:
                                           use_chat_template=use_chat_template)
         self.max_new_tokens = max_new_tokens
         self.method = make_method(temperature, None, top_p)
-        self.batch_size = batch_size
         self.default_reference = default_reference
         # Pads each call's prompts to a power of two up to batch_size (and to the mesh).
         self.sampler = Sampler(model, tokenizer, mesh=mesh, batch_bucket=batch_size)
         self.verdict = Verdict(self._verdict_trigger(), self.verdict_ids)
+
+    @property
+    def batch_size(self) -> int:
+        """Prompts per sampler call: the sampler's batch_bucket, so the two never part."""
+        return self.sampler.batch_bucket
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if value < 1:
+            raise ValueError(f"batch_size: must be >= 1, got {value}")
+        self.sampler.batch_bucket = value
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, dtype=jnp.float32,
