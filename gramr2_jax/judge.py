@@ -170,6 +170,12 @@ def _check_columns(**columns: Sequence[str]) -> int:
     return next(iter(lengths.values()))
 
 
+def _check_batch_size(value: int) -> None:
+    """The judge's own error (the Sampler's would name batch_bucket, a field the caller never set)."""
+    if value < 1:
+        raise ValueError(f"batch_size: must be >= 1, got {value}")
+
+
 class Judge:
     """A generative pairwise judge over a Flax NNX model and its tokenizer.
 
@@ -194,8 +200,7 @@ class Judge:
         if max_prompt_len + max_new_tokens > positions:
             raise ValueError(f"max_prompt_len ({max_prompt_len}) + max_new_tokens "
                              f"({max_new_tokens}) exceed the model's {positions} positions")
-        if batch_size < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {batch_size}")
+        _check_batch_size(batch_size)  # before the sampler places the weights
         self.tokenizer = tokenizer
         self.verdict_ids = check_verdict_tokens(tokenizer)
         self.builder = JudgePromptBuilder(tokenizer, template=template,
@@ -215,8 +220,7 @@ class Judge:
 
     @batch_size.setter
     def batch_size(self, value: int) -> None:
-        if value < 1:
-            raise ValueError(f"batch_size: must be >= 1, got {value}")
+        _check_batch_size(value)
         self.sampler.batch_bucket = value
 
     @classmethod
