@@ -133,6 +133,19 @@ def test_argument_errors(judge):
         judge.compare(["q"], ["a", "b"], ["b"])
 
 
+def test_batch_size_is_the_samplers_bucket_and_checked(judge, judge_dir, monkeypatch):
+    from gramr2_jax.judge import Judge
+
+    assert judge.batch_size == judge.sampler.batch_bucket == 4
+    monkeypatch.setattr(judge, "batch_size", 2)
+    assert judge.sampler.batch_bucket == 2
+    with pytest.raises(ValueError, match="batch_size: must be >= 1, got 0"):
+        judge.batch_size = 0
+    assert judge.sampler.batch_bucket == 2  # a refused value changes nothing
+    with pytest.raises(ValueError, match="batch_size: must be >= 1, got 0"):
+        Judge.from_pretrained(judge_dir, batch_size=0)
+
+
 # ------------------------------------------------------------------ real tiny model
 
 
