@@ -69,8 +69,8 @@ def get_config(arg=None):
         categories=["arithmetic", "constraint", "safety", "logic"],
         # The pool's first half is difficulty 0, its second half difficulty 1, so with
         # 2 rounds of fresh slices round 1 labels the easy pairs and round 2 the harder.
-        # (3 rounds over 6000 pairs, the default until 2026-11-28, took 21-26 min on a
-        # 2-core AVX2 machine, over the main job's 15; these sizes took 11-15 min, median 12:42.)
+        # (3 rounds over 6000 pairs, the default until 2026-11-28, ran over the main job's
+        # 15 minutes on a 2-core AVX2 machine; times of both in README, "Measured results".)
         num_seed=256, num_unlabelled=3000, num_test=200,
         train_difficulties=[0, 1], ood_difficulty=2, num_pretrain=6000,
         # Share of pretraining texts that are full judgments. 0: stage 0 sees only
