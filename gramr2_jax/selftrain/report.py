@@ -54,6 +54,16 @@ def plot(history: list[dict[str, Any]], out_dir: pathlib.Path) -> list[str]:
     return files
 
 
+def _final_judge_dir(workdir: pathlib.Path, history: list[dict[str, Any]]) -> str:
+    """The last round's judge (a round that kept no pair carries the one before it), as a
+    path relative to the workdir when it lies inside it."""
+    model_dir = pathlib.Path(history[-1]["model_dir"])
+    try:
+        return str(model_dir.relative_to(workdir))
+    except ValueError:
+        return str(model_dir)
+
+
 def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
                  baselines: dict[str, dict[str, Any]], config,
                  larger_test: dict[str, dict[str, dict[str, Any]]] | None = None) -> None:
@@ -70,6 +80,8 @@ def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
         "Round 0 is the seed-only judge (stage 1). Accuracy counts abstains as wrong. "
         "Pseudo-label precision is measured against the pool's gold labels, which nothing "
         "in training or filtering reads.", "",
+        f"The final judge (an HF directory: `Judge.from_pretrained`, `python -m "
+        f"gramr2_jax.judge --model=...`): `{_final_judge_dir(workdir, history)}`.", "",
         "## Held-out accuracy by round", "",
     ]
     cols = ["round", "test_id/accuracy", "test_ood/accuracy", "test_id/abstain_rate",

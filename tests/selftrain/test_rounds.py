@@ -94,7 +94,18 @@ def test_report_says_which_rounds_carried_the_previous_judge(tmp_path, monkeypat
     report.write_report(tmp_path, history, {}, demo.get_config("smoke=True,variant=self_rationale"))
     text = (tmp_path / "report.md").read_text()
     assert "Round(s) 1 kept no pair and did not retrain" in text
+    # the carried round's judge is the final one: the report names the directory to load
+    assert "The final judge" in text and "`judge0`" in text
     assert (tmp_path / "accuracy.png").stat().st_size > 0
+
+
+def test_report_names_the_final_judge_relative_to_the_workdir(tmp_path):
+    from gramr2_jax.selftrain import report
+
+    inside = [PREVIOUS, {"round": 2, "model_dir": str(tmp_path / "round_2" / "train" / "export")}]
+    assert report._final_judge_dir(tmp_path, inside) == "round_2/train/export"
+    outside = [{"round": 0, "model_dir": "/cache/stage1/train/export"}]
+    assert report._final_judge_dir(tmp_path, outside) == "/cache/stage1/train/export"
 
 
 def test_round_thresholds_switch_coherence_off_with_the_other_filters():
