@@ -83,7 +83,7 @@ def test_impossible_combinations_are_named(train_on, labels, rationales, message
 def test_the_study_retrains_a_smoke_round_reproducibly_from_the_command_line(tmp_path):
     """The smoke judge writes no verdicts, so its rounds keep nothing: round 1's kept.jsonl
     is written here (8 pairs of its slice, 2 with the wrong label). On the real demo, the
-    unchanged round 1 of seed 0 retrained to the run's own judge (README)."""
+    unchanged round 1 of seed 0 retrained to the run's own judge (selftrain/RESULTS.md)."""
     env = dict(os.environ, JAX_PLATFORMS="cpu")
     config = "--config=configs/demo.py:smoke"
     run = subprocess.run([sys.executable, "-m", "gramr2_jax.main", config,
