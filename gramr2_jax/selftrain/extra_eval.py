@@ -1,6 +1,6 @@
 r"""A larger held-out test of a finished synthetic run's judges, one set per difficulty.
 
-    python -m gramr2_jax.selftrain.extra_eval --workdir=RUN [--num=800] \
+    python -m gramr2_jax.selftrain.extra_eval --workdir=RUN [--num=N] \
         [--difficulties=0,1,2] [--judges=stage1,last]
 
 The pipeline's own test sets (data.num_test pairs, 200 in the demo) leave a
@@ -12,6 +12,10 @@ same pairs for runs that share their data), and judges them like the
 held-out tests (greedy, both orders; selftrain/evaluation.py). The pairs were
 never labelled for the run, though the pretraining text may show a pair's texts
 without its label, as it may for the pool.
+
+--num and --difficulties default to the run's own larger test (its config.json:
+larger_test.num_per_difficulty, its training and OOD difficulties), so a rerun reads the
+pipeline's results instead of judging again.
 
 Judges: `stage1` (the seed-only judge), `round_<r>`, or `last` (the last round's).
 Writes <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json (reused on rerun) and prints
@@ -50,6 +54,24 @@ def judge_dir(workdir: pathlib.Path, judge: str) -> tuple[str, pathlib.Path]:
         return judge, workdir / judge / "train" / "export"
     r = int(judge.split("_")[1])
     return judge, judge_dir(workdir, "stage1" if r == 1 else f"round_{r - 1}")[1]
+
+
+DEFAULT_NUM = 500  # for a run whose config has no larger test
+
+
+def run_defaults(workdir: pathlib.Path) -> tuple[int, list[int]]:
+    """(pairs per difficulty, difficulties) of the run's own larger test, from the config
+    it was started with."""
+    from gramr2_jax.selftrain import artifacts
+
+    config = artifacts.read_json(workdir / "config.json")
+    num = config.get("larger_test", {}).get("num_per_difficulty") or DEFAULT_NUM
+    data = config.get("data", {})
+    try:
+        return num, sorted({*data["train_difficulties"], data["ood_difficulty"]})
+    except (KeyError, TypeError):
+        raise ValueError(f"{workdir / 'config.json'}: data.train_difficulties, "
+                         "data.ood_difficulty: missing; pass --difficulties") from None
 
 
 def run_difficulties(config) -> list[int]:
@@ -132,8 +154,10 @@ def _define_flags() -> None:
     """The command line's flags (defined only when run as a script: the pipeline imports
     this module next to main.py's own --workdir)."""
     flags.DEFINE_string("workdir", None, "A finished run's workdir.", required=True)
-    flags.DEFINE_integer("num", 800, "Pairs per difficulty.")
-    flags.DEFINE_list("difficulties", ["0", "1", "2"], "Difficulties to test.")
+    flags.DEFINE_integer("num", None, "Pairs per difficulty (default: the run's own "
+                         f"larger_test.num_per_difficulty, {DEFAULT_NUM} if it has none).")
+    flags.DEFINE_list("difficulties", None, "Difficulties to test (default: the run's "
+                      "training and OOD difficulties).")
     flags.DEFINE_list("judges", ["stage1", "last"], "stage1, round_<r> or last.")
     flags.DEFINE_integer("seed", 0, "Seed of the extra test pairs.")
 
@@ -144,12 +168,17 @@ def main(argv: list[str]) -> None:
     args = flags.FLAGS
     workdir = pathlib.Path(args.workdir)
     try:
-        difficulties = [int(d) for d in args.difficulties]
-        report = evaluate_run(workdir, args.judges, args.num, difficulties, args.seed)
+        num = args.num
+        difficulties = None if args.difficulties is None else [int(d) for d in args.difficulties]
+        if num is None or difficulties is None:
+            run_num, run_difficulties_ = run_defaults(workdir)
+            num = run_num if num is None else num
+            difficulties = run_difficulties_ if difficulties is None else difficulties
+        report = evaluate_run(workdir, args.judges, num, difficulties, args.seed)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
-    print(json.dumps({"workdir": str(workdir), "num_per_difficulty": args.num, **report},
+    print(json.dumps({"workdir": str(workdir), "num_per_difficulty": num, **report},
                      indent=1))
 
 

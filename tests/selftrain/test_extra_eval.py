@@ -82,3 +82,16 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
     del stored["difficulty_0"]["pairs_sha256"]  # written before sets carried a digest
     artifacts.write_json(cache, stored)
     assert run() == first and judged == [8, 8, 8, 8]
+
+
+def test_the_command_line_defaults_to_the_runs_own_larger_test(tmp_path):
+    config = demo.get_config("smoke=True")
+    artifacts.write_json(tmp_path / "config.json", config.to_dict())
+    assert extra_eval.run_defaults(tmp_path) == (16, [0, 1, 2])  # smoke: 16 pairs, d 0, 1 | 2
+    config.larger_test.num_per_difficulty = 0  # the run had none
+    config.data.train_difficulties, config.data.ood_difficulty = [0], 3
+    artifacts.write_json(tmp_path / "config.json", config.to_dict())
+    assert extra_eval.run_defaults(tmp_path) == (extra_eval.DEFAULT_NUM, [0, 3])
+    artifacts.write_json(tmp_path / "config.json", {"seed": 0})
+    with pytest.raises(ValueError, match="config.json: data.train_difficulties"):
+        extra_eval.run_defaults(tmp_path)
