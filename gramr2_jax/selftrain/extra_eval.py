@@ -62,14 +62,15 @@ DEFAULT_NUM = 500  # for a run whose config has no larger test
 def run_defaults(workdir: pathlib.Path) -> tuple[int, list[int]]:
     """(pairs per difficulty, difficulties) of the run's own larger test, from the config
     it was started with."""
+    import ml_collections
+
     from gramr2_jax.selftrain import artifacts
 
-    config = artifacts.read_json(workdir / "config.json")
+    config = ml_collections.ConfigDict(artifacts.read_json(workdir / "config.json"))
     num = config.get("larger_test", {}).get("num_per_difficulty") or DEFAULT_NUM
-    data = config.get("data", {})
     try:
-        return num, sorted({*data["train_difficulties"], data["ood_difficulty"]})
-    except (KeyError, TypeError):
+        return num, run_difficulties(config)
+    except (AttributeError, KeyError):
         raise ValueError(f"{workdir / 'config.json'}: data.train_difficulties, "
                          "data.ood_difficulty: missing; pass --difficulties") from None
 
@@ -171,9 +172,9 @@ def main(argv: list[str]) -> None:
         num = args.num
         difficulties = None if args.difficulties is None else [int(d) for d in args.difficulties]
         if num is None or difficulties is None:
-            run_num, run_difficulties_ = run_defaults(workdir)
-            num = run_num if num is None else num
-            difficulties = run_difficulties_ if difficulties is None else difficulties
+            default_num, default_difficulties = run_defaults(workdir)
+            num = default_num if num is None else num
+            difficulties = default_difficulties if difficulties is None else difficulties
         report = evaluate_run(workdir, args.judges, num, difficulties, args.seed)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)

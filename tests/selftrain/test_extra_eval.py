@@ -87,7 +87,7 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
 def test_the_command_line_defaults_to_the_runs_own_larger_test(tmp_path):
     config = demo.get_config("smoke=True")
     artifacts.write_json(tmp_path / "config.json", config.to_dict())
-    assert extra_eval.run_defaults(tmp_path) == (16, [0, 1, 2])  # smoke: 16 pairs, d 0, 1 | 2
+    assert extra_eval.run_defaults(tmp_path) == (16, [0, 1, 2])  # smoke: 16 pairs; training 0, 1, OOD 2
     config.larger_test.num_per_difficulty = 0  # the run had none
     config.data.train_difficulties, config.data.ood_difficulty = [0], 3
     artifacts.write_json(tmp_path / "config.json", config.to_dict())
