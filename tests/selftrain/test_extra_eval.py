@@ -84,7 +84,7 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
     assert run() == first and judged == [8, 8, 8, 8]
 
 
-def test_the_command_line_defaults_to_the_runs_own_larger_test(tmp_path):
+def test_run_defaults_read_the_runs_own_larger_test_from_its_config(tmp_path):
     config = demo.get_config("smoke=True")
     artifacts.write_json(tmp_path / "config.json", config.to_dict())
     assert extra_eval.run_defaults(tmp_path) == (16, [0, 1, 2])  # smoke: 16 pairs; training 0, 1, OOD 2
