@@ -20,11 +20,13 @@ variant — one of VARIANTS:
 The ablations change one thing of the base (base=full unless given; the README's older
 ablation rows were measured with base=self_rationale). One that changes nothing of its
 base is an error (prover, coherence or no_curriculum on full, whose thresholds are the
-same every round; own_rationale on self_rationale):
+same every round; own_rationale and strict_curriculum on self_rationale):
   label_only     pseudo-labels without rationales (empty <think>)
   no_filter      every filter off (a majority verdict is still required)
   single_round   one round, with the pool of all rounds
   no_curriculum  every round uses the last (loosest) round's thresholds
+  strict_curriculum  a curriculum on full: round 1 keeps only unanimous votes (kappa 1.0 →
+                 0.75), the strict-early schedule full's flat thresholds leave out
   prover         rationales from the prover, with proof selection
   own_rationale  rationales from the judge's own best agreeing sample
   adaptive_tau   the confidence threshold set per round from the round's own labels
@@ -38,11 +40,12 @@ from gramr2_jax.selftrain import curriculum
 
 BASES = ("full", "self_rationale")
 VARIANTS = BASES + ("label_only", "no_filter", "single_round", "no_curriculum", "prover",
-                    "own_rationale", "adaptive_tau", "coherence", "baselines")
+                    "own_rationale", "strict_curriculum", "adaptive_tau", "coherence", "baselines")
 # What `python launch/sweep.py --config=configs/demo.py[:base=...]` runs with no sweep= arg:
 # the variants that change something of that base.
 DEFAULT_SWEEPS = {
-    "full": ("full", "label_only", "no_filter", "single_round", "own_rationale", "baselines"),
+    "full": ("full", "label_only", "no_filter", "single_round", "own_rationale",
+             "strict_curriculum", "baselines"),
     "self_rationale": ("self_rationale", "label_only", "no_filter", "single_round",
                        "no_curriculum", "prover", "adaptive_tau", "coherence", "baselines"),
 }
@@ -154,6 +157,7 @@ _ABLATIONS = {
     "no_curriculum": {"selftrain.curriculum_enabled": False},
     "prover": {"selftrain.rationale_source": "prover"},
     "own_rationale": {"selftrain.rationale_source": "self"},
+    "strict_curriculum": {"selftrain.curriculum.start.kappa": 1.0},
     "adaptive_tau": {"selftrain.curriculum.start.tau_quantile": 0.7,
                      "selftrain.curriculum.end.tau_quantile": 0.5},
     "coherence": {"selftrain.curriculum.base.coherence": True},

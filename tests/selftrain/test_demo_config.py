@@ -6,7 +6,7 @@ from configs import demo
 from gramr2_jax.selftrain import pipeline
 
 NO_OPS = {("full", "prover"), ("full", "coherence"), ("full", "no_curriculum"),
-          ("self_rationale", "own_rationale")}
+          ("self_rationale", "own_rationale"), ("self_rationale", "strict_curriculum")}
 
 
 def _changed(a, b):
