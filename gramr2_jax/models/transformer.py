@@ -24,6 +24,8 @@ prompt instead of once per continuation.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -46,6 +48,39 @@ def _param(rngs: nnx.Rngs | None, shape, axes, dtype, init: str = "normal") -> n
     else:
         value = (0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)).astype(dtype)
     return nnx.Param(value, logical_axes=axes)
+
+
+class FeatureMajor(nnx.Variable):
+    """A matmul weight's [out, in] copy, added by `Transformer.use_feature_major` to a
+    model merged inside a jitted call; never trained or saved."""
+
+
+def dense(x_ND: jax.Array, w_DF: jax.Array | None, w_FD: jax.Array | None = None) -> jax.Array:
+    """x_ND @ w_DF; given w's [out, in] copy w_FD, computed feature-major as (w_FD @ xᵀ)ᵀ.
+
+    With few rows N, XLA:CPU runs [F, D] @ [D, N] up to 1.5× faster than [N, D] @ [D, F]
+    (benchmarks/SAMPLING.md). The barriers keep its simplifier from folding the transposes
+    back into the dot, which would undo that.
+    """
+    if w_FD is None:
+        return x_ND @ w_DF
+    y_FN = w_FD @ jax.lax.optimization_barrier(x_ND.T)
+    return jax.lax.optimization_barrier(y_FN).T
+
+
+def _copy_out_in(module: nnx.Module, name: str, dtype) -> jax.Array | None:
+    """The FeatureMajor copy of the module's weight `name`, or None (the usual path)."""
+    copy = getattr(module, f"{name}_out_in", None)
+    return None if copy is None else copy.value.astype(dtype)
+
+
+def _out_in(w: jax.Array, num_in: int, num_dims: int) -> jax.Array:
+    """A weight of num_dims dims (num_in of them inputs; scanned layers lead with L)
+    as [..., out, in]."""
+    lead = w.shape[:w.ndim - num_dims]
+    dims = w.shape[len(lead):]
+    w = w.reshape(*lead, math.prod(dims[:num_in]), math.prod(dims[num_in:]))
+    return jnp.swapaxes(w, -1, -2)
 
 
 class RMSNorm(nnx.Module):
@@ -76,13 +111,15 @@ class Attention(nnx.Module):
             self.k_norm = RMSNorm(h, cfg.rms_norm_eps, "head_dim", pd)
         self.cfg = cfg
 
-    def _project(self, x_BTD, kernel, bias, norm, rope):
+    def _project(self, x_BTD, name, bias, norm, rope):
         # A 2-D matmul against the kernel viewed as [D, heads·H] (a free reshape):
         # the 3-D einsum made XLA:CPU transpose the kernel on every call.
         dt = self.cfg.dtype
+        kernel = getattr(self, name)
         b, t, d = x_BTD.shape
         _, heads, h = kernel.value.shape
-        y = x_BTD.reshape(b * t, d) @ kernel.value.astype(dt).reshape(d, heads * h)
+        y = dense(x_BTD.reshape(b * t, d), kernel.value.astype(dt).reshape(d, heads * h),
+                  _copy_out_in(self, name, dt))
         y = y.reshape(b, t, heads, h)
         if bias is not None:
             y = y + bias.value.astype(dt)
@@ -96,11 +133,11 @@ class Attention(nnx.Module):
         """rope: the forward's (cos, sin) tables of the query positions (rope.py)."""
         cfg = self.cfg
         has_bias, has_norm = cfg.qkv_bias, cfg.qk_norm
-        q = self._project(x_BTD, self.q_proj, self.q_bias if has_bias else None,
+        q = self._project(x_BTD, "q_proj", self.q_bias if has_bias else None,
                           self.q_norm if has_norm else None, rope)
-        k = self._project(x_BTD, self.k_proj, self.k_bias if has_bias else None,
+        k = self._project(x_BTD, "k_proj", self.k_bias if has_bias else None,
                           self.k_norm if has_norm else None, rope)
-        v = self._project(x_BTD, self.v_proj, self.v_bias if has_bias else None, None, None)
+        v = self._project(x_BTD, "v_proj", self.v_bias if has_bias else None, None, None)
         q = constrain(q, ("activation_batch", "activation_length", "activation_heads", None))
         k_BKHS, v_BKSH = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # cache layout
         if cache_kv is not None:
@@ -120,7 +157,8 @@ class Attention(nnx.Module):
                                      _layer_view(prefix_v, layer).astype(q.dtype), prefix_mask)
         b, t, n, h = out.shape
         o_proj = self.o_proj.value.astype(cfg.dtype).reshape(n * h, -1)
-        return (out.reshape(b * t, n * h) @ o_proj).reshape(b, t, -1), cache_kv
+        out = dense(out.reshape(b * t, n * h), o_proj, _copy_out_in(self, "o_proj", cfg.dtype))
+        return out.reshape(b, t, -1), cache_kv
 
 
 def _layer_view(cache: jax.Array, layer) -> jax.Array:
@@ -249,10 +287,11 @@ class MLP(nnx.Module):
         b, t, d = x_BTD.shape
         dt = self.dtype
         x_ND = x_BTD.reshape(b * t, d)
-        gate = x_ND @ self.gate_proj.value.astype(dt)
-        up = x_ND @ self.up_proj.value.astype(dt)
+        gate = dense(x_ND, self.gate_proj.value.astype(dt), _copy_out_in(self, "gate_proj", dt))
+        up = dense(x_ND, self.up_proj.value.astype(dt), _copy_out_in(self, "up_proj", dt))
         hidden = constrain(jax.nn.silu(gate) * up, ("activation_batch", "activation_mlp"))
-        return (hidden @ self.down_proj.value.astype(dt)).reshape(b, t, d)
+        out = dense(hidden, self.down_proj.value.astype(dt), _copy_out_in(self, "down_proj", dt))
+        return out.reshape(b, t, d)
 
 
 class Block(nnx.Module):
@@ -281,6 +320,13 @@ def _stack_blocks(blocks: list[Block]) -> Block:
     return nnx.merge(graphdef, stacked)
 
 
+# (weight, input dims, dims) of each module's matmuls, for use_feature_major.
+_MATMULS = {
+    Attention: (("q_proj", 1, 3), ("k_proj", 1, 3), ("v_proj", 1, 3), ("o_proj", 2, 3)),
+    MLP: (("gate_proj", 1, 2), ("up_proj", 1, 2), ("down_proj", 1, 2)),
+}
+
+
 class Transformer(nnx.Module):
     """`model(tokens_BT)` → logits_BTV (float32); with `cache=` → (logits, cache)."""
 
@@ -295,6 +341,23 @@ class Transformer(nnx.Module):
         if not cfg.tie_word_embeddings:
             self.lm_head = _param(rngs, (cfg.hidden_size, cfg.vocab_size), ("embed", "vocab"),
                                   cfg.param_dtype)
+        self.feature_major = False  # use_feature_major
+
+    def use_feature_major(self) -> None:
+        """Adds an [out, in] copy of every matmul weight (`FeatureMajor`), after which the
+        matmuls run feature-major (`dense`): faster on CPU for decode steps of few rows.
+        For a model merged inside a jitted call (decode.generate, before its decode
+        loop): the copies are made once per call."""
+        dt = self.config.dtype
+        modules = [m for _, m in nnx.iter_graph(self) if isinstance(m, tuple(_MATMULS))]
+        for module in modules:
+            kind = next(k for k in _MATMULS if isinstance(module, k))
+            for name, num_in, num_dims in _MATMULS[kind]:
+                w = getattr(module, name).value.astype(dt)
+                setattr(module, f"{name}_out_in", FeatureMajor(_out_in(w, num_in, num_dims)))
+        if not self.config.tie_word_embeddings:
+            self.lm_head_out_in = FeatureMajor(_out_in(self.lm_head.value.astype(dt), 1, 2))
+        self.feature_major = True
 
     def __call__(self, tokens_BT, *, positions_BT=None, input_mask_BT=None, cache=None,
                  prefix=None, segment_ids_BT=None):
@@ -306,7 +369,12 @@ class Transformer(nnx.Module):
 
     def logits(self, hidden_BTD) -> jax.Array:
         dt = self.config.dtype
-        if self.config.tie_word_embeddings:
+        b, t, d = hidden_BTD.shape
+        if self.feature_major:  # a tied embedding [V, D] is [out, in] already
+            w_VD = (self.embed.value.astype(dt) if self.config.tie_word_embeddings
+                    else _copy_out_in(self, "lm_head", dt))
+            logits = dense(hidden_BTD.reshape(b * t, d), None, w_VD).reshape(b, t, -1)
+        elif self.config.tie_word_embeddings:
             logits = jnp.einsum("btd,vd->btv", hidden_BTD, self.embed.value.astype(dt))
         else:
             logits = hidden_BTD @ self.lm_head.value.astype(dt)

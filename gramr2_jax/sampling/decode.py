@@ -29,6 +29,12 @@ sliding windows are unchanged; the sums over slots run in another order, so
 logits can differ in the last float bits (every prefix mode pads the same way,
 so their tokens still equal each other).
 
+Feature-major decode steps: with few rows, XLA:CPU's matmuls run faster as
+[out, in] @ [in, rows] than as [rows, in] @ [in, out] (benchmarks/SAMPLING.md), so
+after the prefill the model gets [out, in] copies of its weights for the decode loop
+(`Plan.feature_major_rows`). Other kernels sum in another order, so logits can differ in
+the last float bits.
+
 Packed prefill: prompts of mixed lengths leave much of their bucket as padding (a
 third for the benchmark's 16–48-token prompts). Given a `Packing`, the prefill runs over
 the prompts packed several to a row (padding.pack_prompts; segment ids keep attention
@@ -68,6 +74,9 @@ class Plan:
     decode_segments: int  # while_loops over a growing cache (segment_lengths)
     slot_multiple: int  # the prompt's cache slots are front-padded to a multiple of this
     verdict: verdict_lib.Verdict | None = None
+    # Decode steps of 2 to this many rows run their matmuls feature-major
+    # (Transformer.use_feature_major; faster on CPU); 0 = never.
+    feature_major_rows: int = 0
 
 
 @struct.dataclass
@@ -214,6 +223,8 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         verdict=None if plan.verdict is None else verdict_lib.init_state(
             plan.verdict, tokens_BP, mask_BP))
     state = _pick(plan, method, keys_R, logits_RV, state)
+    if 1 < rows <= plan.feature_major_rows:  # after the prefill, whose matmuls have many rows
+        model.use_feature_major()
 
     def cond(s: DecodeState) -> jax.Array:
         return (s.step + 1 < n) & ~jnp.all(s.done_R) & (s.cache.end < s.cache.length)

@@ -66,6 +66,11 @@ def _key_seed(seed: int) -> jax.Array:
     return jnp.uint32(int(seed) % (1 << 32))
 
 
+# The most rows at which a CPU decode step runs feature-major by default: at 16 rows the
+# benchmark's step ran 1.4× faster, at 64 no faster, at 1 no faster (benchmarks/SAMPLING.md).
+FEATURE_MAJOR_ROWS = 32
+
+
 class Sampler:
     """Batched sampling and teacher-forced scoring for a `Transformer`.
 
@@ -87,6 +92,9 @@ class Sampler:
     pack_prompts: prefill prompts of mixed lengths packed several to a row of 1, 1.5
       or 2 buckets (padding.pack_prompts), when that saves rows; the cache is
       then unpacked to the usual layout. Same tokens; fewer padding tokens computed.
+    feature_major_rows: decode steps of 2 to this many rows run their matmuls
+      feature-major (decode.py; [out, in] weight copies made once per call); None =
+      FEATURE_MAJOR_ROWS on a CPU backend without a mesh, else 0 (off).
     mesh/rules: shard params by the logical-axis rules, the cache's batch over
       data/fsdp and its kv heads over tensor.
     """
@@ -95,6 +103,7 @@ class Sampler:
                  cache_length: int | None = None, cache_dtype=None, batch_multiple: int | None = None,
                  batch_bucket: int | None = None, decode_segments: int = 3,
                  cache_slot_multiple: int = 32, pack_prompts: bool = True,
+                 feature_major_rows: int | None = None,
                  mesh: jax.sharding.Mesh | None = None, rules=None):
         if batch_bucket is not None and batch_bucket < 1:
             raise ValueError(f"batch_bucket: must be >= 1 or None, got {batch_bucket}")
@@ -114,6 +123,10 @@ class Sampler:
         self.decode_segments = decode_segments
         self.cache_slot_multiple = cache_slot_multiple
         self.pack_prompts = pack_prompts
+        if feature_major_rows is None:
+            on_cpu = jax.default_backend() == "cpu" and mesh is None
+            feature_major_rows = FEATURE_MAJOR_ROWS if on_cpu else 0
+        self.feature_major_rows = feature_major_rows
         self.mesh, self.rules = mesh, rules
         self.graphdef, params = nnx.split(model)
         self.params = self._place(params)
@@ -232,7 +245,8 @@ class Sampler:
                            pad_id=self.pad_id, prefix=prefix,
                            return_logprobs=return_logprobs, cache_dtype=self.cache_dtype,
                            verdict=verdict, decode_segments=self.decode_segments,
-                           slot_multiple=self.cache_slot_multiple)
+                           slot_multiple=self.cache_slot_multiple,
+                           feature_major_rows=self.feature_major_rows)
         pids = np.arange(num) if prompt_ids is None else np.asarray(prompt_ids)
         if pids.shape != (num,):
             raise ValueError(f"prompt_ids: expected {num} ids, got shape {pids.shape}")
