@@ -11,7 +11,8 @@ Each side: one warm-up call, then the median of 3 timed calls. variants: our sid
 alone at the largest batch, the default against one change each (best of 3
 alternated calls): one decode loop over the full cache, no aligned prompt slots,
 the prefill over the padded batch instead of packed prompts, per-token logprobs
-returned.
+returned. feature_major: at each batch of 2 to `Sampler.feature_major_rows` rows, the
+default against decode steps with the usual matmul layout (best of 3 alternated calls).
 
 FLOPs counted per call (prefill + decode), padding excluded:
   prefill: per real prompt token 2·N_body + 4·L·N·H·ctx, plus 2·V·D once per
@@ -156,9 +157,11 @@ def run(spec: dict) -> dict:
     n = spec["new_tokens"]
     lo, hi = spec["prompt_lengths"]
     report["throughput"] = []
+    prompts_by_batch = {}
     for batch in spec["batches"]:
         prompts = [rng.integers(3, cfg.vocab_size, rng.integers(lo, hi + 1)).tolist()
                    for _ in range(batch)]
+        prompts_by_batch[batch] = prompts
         ours = _ours_seconds(sampler, prompts, n)
         hf = _hf_generate_seconds(hf_model, prompts, n)
         flops = _flops(cfg, [len(p) for p in prompts], n, 1, 1)
@@ -173,6 +176,7 @@ def run(spec: dict) -> dict:
     report["profile_largest_batch"] = dict(prefill_s=round(prefill, 4),
                                            decode_step_ms=round(per_step * 1e3, 2))
     report["variants_largest_batch"] = _variants(model, sampler, prompts, n)
+    report["feature_major"] = _feature_major(model, sampler, prompts_by_batch, n)
     report["prefix_sharing"] = _prefix_sharing(sampler, spec["prefix"], rng)
     return report
 
@@ -197,6 +201,25 @@ def _variants(model, sampler: Sampler, prompts, new_tokens: int) -> dict:
     return dict(best_seconds={name: round(t, 3) for name, t in best.items()},
                 slowdown={name: round(t / best["default"], 3) for name, t in best.items()
                           if name != "default"})
+
+
+def _feature_major(model, sampler: Sampler, prompts_by_batch: dict, new_tokens: int) -> dict:
+    """At each batch whose decode steps run feature-major by default: the default against
+    Sampler(feature_major_rows=0), calls alternated, best of 3 (speedup > 1: the default
+    is faster)."""
+    off = Sampler(model, feature_major_rows=0)
+    report = {}
+    for batch, prompts in prompts_by_batch.items():
+        if not 1 < batch <= sampler.feature_major_rows:
+            continue
+        _ours_seconds(off, prompts, new_tokens, iters=1, warmup=0)  # compile
+        times = {"default": [], "off": []}
+        for _ in range(3):
+            for name, which in (("default", sampler), ("off", off)):
+                times[name].append(_ours_seconds(which, prompts, new_tokens, iters=1, warmup=0))
+        report[str(batch)] = dict(best_seconds={k: round(min(v), 3) for k, v in times.items()},
+                                  speedup=round(min(times["off"]) / min(times["default"]), 3))
+    return report
 
 
 def _prefix_sharing(sampler: Sampler, spec: dict, rng) -> dict:

@@ -25,3 +25,5 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
         "with_logprobs"}
     assert set(variants["slowdown"]) == set(variants["best_seconds"]) - {"default"}
     assert all(v > 0 for v in variants["slowdown"].values())
+    assert set(report["feature_major"]) == {"4"}  # batch 1 never runs feature-major
+    assert report["feature_major"]["4"]["speedup"] > 0
