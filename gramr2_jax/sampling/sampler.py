@@ -66,8 +66,8 @@ def _key_seed(seed: int) -> jax.Array:
     return jnp.uint32(int(seed) % (1 << 32))
 
 
-# The most rows at which a CPU decode step runs feature-major by default: at 16 rows the
-# benchmark's step ran 1.4× faster, at 64 no faster, at 1 no faster (benchmarks/SAMPLING.md).
+# The most rows at which a CPU decode step runs feature-major by default: the benchmark's
+# calls ran 1.3-1.5x faster at 8-32 rows, no faster at 64 (benchmarks/SAMPLING.md).
 FEATURE_MAJOR_ROWS = 32
 
 
@@ -123,6 +123,8 @@ class Sampler:
         self.decode_segments = decode_segments
         self.cache_slot_multiple = cache_slot_multiple
         self.pack_prompts = pack_prompts
+        if feature_major_rows is not None and feature_major_rows < 0:
+            raise ValueError(f"feature_major_rows: must be >= 0 or None, got {feature_major_rows}")
         if feature_major_rows is None:
             on_cpu = jax.default_backend() == "cpu" and mesh is None
             feature_major_rows = FEATURE_MAJOR_ROWS if on_cpu else 0

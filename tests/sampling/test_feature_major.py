@@ -83,3 +83,5 @@ def test_feature_major_is_on_by_default_on_a_cpu_without_a_mesh(model):
     assert Sampler(model).feature_major_rows == sampler_lib.FEATURE_MAJOR_ROWS
     assert Sampler(model, mesh=sharding.make_mesh((1, 1, 1), jax.devices()[:1]),
                    batch_multiple=1).feature_major_rows == 0
+    with pytest.raises(ValueError, match="feature_major_rows: must be >= 0"):
+        Sampler(model, feature_major_rows=-1)
