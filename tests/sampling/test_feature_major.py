@@ -54,8 +54,7 @@ def calls(monkeypatch):
     return count
 
 
-@pytest.mark.parametrize("prefix", ["shared", "unshared"])
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
+@pytest.mark.parametrize("prefix,temperature", [("shared", 1.0), ("unshared", 0.0)])
 def test_feature_major_decode_gives_the_usual_tokens(model, calls, prefix, temperature):
     kw = dict(max_new_tokens=24, num_samples=2, prefix=prefix, temperature=temperature,
               seed=3, stop_tokens=(), return_logprobs=True)
