@@ -181,15 +181,10 @@ def run(spec: dict) -> dict:
     return report
 
 
-def _variants(model, sampler: Sampler, prompts, new_tokens: int) -> dict:
-    """Our side alone at the largest batch: the default against one change each,
-    calls alternated, best of 3 (slowdown > 1: the variant is slower)."""
-    runs = {"default": (sampler, {}),
-            "one_decode_loop": (Sampler(model, decode_segments=1), {}),
-            "unaligned_prompt_slots": (Sampler(model, cache_slot_multiple=1), {}),
-            "unpacked_prompts": (Sampler(model, pack_prompts=False), {}),
-            "with_logprobs": (sampler, {"return_logprobs": True})}
-    for name, (which, kw) in runs.items():  # compile (the default ran in the throughput row)
+def _alternated_best(runs: dict, prompts, new_tokens: int) -> dict[str, float]:
+    """Best of 3 calls of each run {name: (sampler, generate kwargs)}, alternated; every
+    run but "default" (already compiled by the throughput row) is compiled first."""
+    for name, (which, kw) in runs.items():
         if name != "default":
             _ours_seconds(which, prompts, new_tokens, iters=1, warmup=0, **kw)
     times = {name: [] for name in runs}
@@ -197,7 +192,18 @@ def _variants(model, sampler: Sampler, prompts, new_tokens: int) -> dict:
         for name, (which, kw) in runs.items():
             times[name].append(_ours_seconds(which, prompts, new_tokens, iters=1, warmup=0,
                                              **kw))
-    best = {name: min(t) for name, t in times.items()}
+    return {name: min(t) for name, t in times.items()}
+
+
+def _variants(model, sampler: Sampler, prompts, new_tokens: int) -> dict:
+    """Our side alone at the largest batch: the default against one change each,
+    calls alternated, best of 3 (slowdown > 1: the variant is slower)."""
+    best = _alternated_best({"default": (sampler, {}),
+                             "one_decode_loop": (Sampler(model, decode_segments=1), {}),
+                             "unaligned_prompt_slots": (Sampler(model, cache_slot_multiple=1), {}),
+                             "unpacked_prompts": (Sampler(model, pack_prompts=False), {}),
+                             "with_logprobs": (sampler, {"return_logprobs": True})},
+                            prompts, new_tokens)
     return dict(best_seconds={name: round(t, 3) for name, t in best.items()},
                 slowdown={name: round(t / best["default"], 3) for name, t in best.items()
                           if name != "default"})
@@ -207,18 +213,13 @@ def _feature_major(model, sampler: Sampler, prompts_by_batch: dict, new_tokens: 
     """At each batch whose decode steps run feature-major by default: the default against
     Sampler(feature_major_rows=0), calls alternated, best of 3 (speedup > 1: the default
     is faster)."""
-    off = Sampler(model, feature_major_rows=0)
+    runs = {"default": (sampler, {}), "off": (Sampler(model, feature_major_rows=0), {})}
     report = {}
     for batch, prompts in prompts_by_batch.items():
-        if not 1 < batch <= sampler.feature_major_rows:
-            continue
-        _ours_seconds(off, prompts, new_tokens, iters=1, warmup=0)  # compile
-        times = {"default": [], "off": []}
-        for _ in range(3):
-            for name, which in (("default", sampler), ("off", off)):
-                times[name].append(_ours_seconds(which, prompts, new_tokens, iters=1, warmup=0))
-        report[str(batch)] = dict(best_seconds={k: round(min(v), 3) for k, v in times.items()},
-                                  speedup=round(min(times["off"]) / min(times["default"]), 3))
+        if 1 < batch <= sampler.feature_major_rows:
+            best = _alternated_best(runs, prompts, new_tokens)
+            report[str(batch)] = dict(best_seconds={k: round(t, 3) for k, t in best.items()},
+                                      speedup=round(best["off"] / best["default"], 3))
     return report
 
 
