@@ -68,10 +68,11 @@ def dense(x_ND: jax.Array, w_DF: jax.Array | None, w_FD: jax.Array | None = None
     return jax.lax.optimization_barrier(y_FN).T
 
 
-def _copy_out_in(module: nnx.Module, name: str, dtype) -> jax.Array | None:
-    """The FeatureMajor copy of the module's weight `name`, or None (the usual path)."""
+def _copy_out_in(module: nnx.Module, name: str) -> jax.Array | None:
+    """The FeatureMajor copy of the module's weight `name` (made in the compute dtype),
+    or None (the usual path)."""
     copy = getattr(module, f"{name}_out_in", None)
-    return None if copy is None else copy.value.astype(dtype)
+    return None if copy is None else copy.value
 
 
 def _out_in(w: jax.Array, num_in: int, num_dims: int) -> jax.Array:
@@ -119,7 +120,7 @@ class Attention(nnx.Module):
         b, t, d = x_BTD.shape
         _, heads, h = kernel.value.shape
         y = dense(x_BTD.reshape(b * t, d), kernel.value.astype(dt).reshape(d, heads * h),
-                  _copy_out_in(self, name, dt))
+                  _copy_out_in(self, name))
         y = y.reshape(b, t, heads, h)
         if bias is not None:
             y = y + bias.value.astype(dt)
@@ -157,7 +158,7 @@ class Attention(nnx.Module):
                                      _layer_view(prefix_v, layer).astype(q.dtype), prefix_mask)
         b, t, n, h = out.shape
         o_proj = self.o_proj.value.astype(cfg.dtype).reshape(n * h, -1)
-        out = dense(out.reshape(b * t, n * h), o_proj, _copy_out_in(self, "o_proj", cfg.dtype))
+        out = dense(out.reshape(b * t, n * h), o_proj, _copy_out_in(self, "o_proj"))
         return out.reshape(b, t, -1), cache_kv
 
 
@@ -287,10 +288,10 @@ class MLP(nnx.Module):
         b, t, d = x_BTD.shape
         dt = self.dtype
         x_ND = x_BTD.reshape(b * t, d)
-        gate = dense(x_ND, self.gate_proj.value.astype(dt), _copy_out_in(self, "gate_proj", dt))
-        up = dense(x_ND, self.up_proj.value.astype(dt), _copy_out_in(self, "up_proj", dt))
+        gate = dense(x_ND, self.gate_proj.value.astype(dt), _copy_out_in(self, "gate_proj"))
+        up = dense(x_ND, self.up_proj.value.astype(dt), _copy_out_in(self, "up_proj"))
         hidden = constrain(jax.nn.silu(gate) * up, ("activation_batch", "activation_mlp"))
-        out = dense(hidden, self.down_proj.value.astype(dt), _copy_out_in(self, "down_proj", dt))
+        out = dense(hidden, self.down_proj.value.astype(dt), _copy_out_in(self, "down_proj"))
         return out.reshape(b, t, d)
 
 
@@ -372,7 +373,7 @@ class Transformer(nnx.Module):
         b, t, d = hidden_BTD.shape
         if self.feature_major:  # a tied embedding [V, D] is [out, in] already
             w_VD = (self.embed.value.astype(dt) if self.config.tie_word_embeddings
-                    else _copy_out_in(self, "lm_head", dt))
+                    else _copy_out_in(self, "lm_head"))
             logits = dense(hidden_BTD.reshape(b * t, d), None, w_VD).reshape(b, t, -1)
         elif self.config.tie_word_embeddings:
             logits = jnp.einsum("btd,vd->btv", hidden_BTD, self.embed.value.astype(dt))
