@@ -84,3 +84,24 @@ def test_feature_major_is_on_by_default_on_a_cpu_without_a_mesh(model):
                    batch_multiple=1).feature_major_rows == 0
     with pytest.raises(ValueError, match="feature_major_rows: must be >= 0"):
         Sampler(model, feature_major_rows=-1)
+
+
+def test_feature_major_matmuls_read_the_copies():
+    """The copies, not the Params, feed the feature-major matmuls: changing them changes
+    the logits (tied head: only the layers' copies exist, so the change is in the body)."""
+    model = tiny_model()
+    graphdef, state = nnx.split(model)
+    tokens = jnp.asarray([[1, 5, 9], [1, 7, 8]])
+
+    @functools.partial(jax.jit, static_argnums=1)
+    def forward(state, scale):
+        m = nnx.merge(graphdef, state)
+        m.use_feature_major()
+        for _, var in nnx.iter_graph(m):
+            if isinstance(var, transformer_lib.FeatureMajor):
+                var.value = var.value * scale
+        return m(tokens)
+
+    np.testing.assert_allclose(forward(state, 1.0), nnx.jit(lambda m: m(tokens))(model),
+                               atol=1e-5, rtol=0)
+    assert np.abs(np.asarray(forward(state, 0.5)) - np.asarray(forward(state, 1.0))).max() > 1e-2
