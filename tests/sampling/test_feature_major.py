@@ -89,7 +89,7 @@ def test_feature_major_is_on_by_default_on_a_cpu_without_a_mesh(model):
 def test_feature_major_matmuls_read_the_copies():
     """The copies, not the Params, feed the feature-major matmuls: changing them changes
     the logits (tied head: only the layers' copies exist, so the change is in the body)."""
-    model = tiny_model()
+    model = tiny_model(config=TINY.replace(tie_word_embeddings=True))
     graphdef, state = nnx.split(model)
     tokens = jnp.asarray([[1, 5, 9], [1, 7, 8]])
 
