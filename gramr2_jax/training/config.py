@@ -51,6 +51,8 @@ class TrainConfig:
     eval_every: int = 0  # 0: no eval during training
     export: bool = True  # write <workdir>/export as an HF model directory at the end
     progress_bar: bool = True
+    # Batches made ahead in a background thread while the step runs (0: made in the loop).
+    prefetch_batches: int = 2
 
     def __post_init__(self):
         errors = []
@@ -60,7 +62,7 @@ class TrainConfig:
                      "log_every"):
             if getattr(self, name) < 1:
                 errors.append(f"{name}: must be >= 1, got {getattr(self, name)}")
-        for name in ("warmup_steps", "eval_every"):
+        for name in ("warmup_steps", "eval_every", "prefetch_batches"):
             if getattr(self, name) < 0:
                 errors.append(f"{name}: must be >= 0, got {getattr(self, name)}")
         if self.learning_rate <= 0:

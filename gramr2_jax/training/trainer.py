@@ -27,6 +27,7 @@ import tqdm
 from flax import nnx
 
 from gramr2_jax import distributed, sharding as sharding_lib
+from gramr2_jax.data.prefetch import Prefetcher
 from gramr2_jax.models import Transformer, from_pretrained, save_pretrained
 from gramr2_jax.training import optimizer as optimizer_lib
 from gramr2_jax.training.checkpoint import TrainCheckpointer, layout_facts
@@ -127,8 +128,12 @@ class Trainer:
                         disable=not (self.is_main and cfg.progress_bar))
         last: dict[str, float] = {}
         step = start
+        # The next batches are made while the step runs; checkpoints get the state of the
+        # batches consumed, not of those read ahead.
+        source = (Prefetcher(train_source, cfg.prefetch_batches) if cfg.prefetch_batches
+                  else train_source)
         try:
-            batches: Iterator = iter(train_source)
+            batches: Iterator = iter(source)
             for step in range(start, cfg.num_steps):
                 try:
                     local_batch = next(batches)
@@ -136,16 +141,18 @@ class Trainer:
                     log.warning("train_source ended after %d steps (num_steps=%d)",
                                 step, cfg.num_steps)
                     break
-                last = self._one_step(local_batch, step, writer, train_source)
+                last = self._one_step(local_batch, step, writer, source)
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.4f}")
             else:
                 step = cfg.num_steps
             self.checkpointer.wait()
             if step not in self.checkpointer.manager.all_steps():
-                self.checkpointer.save(step, self.state, train_source.get_state(), force=True)
+                self.checkpointer.save(step, self.state, source.get_state(), force=True)
                 self.checkpointer.wait()
         finally:
+            if source is not train_source:
+                source.close()
             bar.close()
             writer.close()
             self.checkpointer.close()

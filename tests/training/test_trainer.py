@@ -1,4 +1,4 @@
-"""Trainer loop: determinism, logs, eval hook, non-finite stop, layout check, export."""
+"""Trainer loop: determinism, reading ahead, logs, eval hook, non-finite stop, layout check, export."""
 
 import json
 
@@ -34,6 +34,19 @@ def test_same_seed_gives_identical_losses(tmp_path):
     assert logs[0] == logs[1]
     train(_config(num_steps=1), tiny.tiny_model(1), _loader(), tmp_path / "c")  # other seed
     assert read_metrics(tmp_path / "c" / "metrics.jsonl")[0]["loss"] != logs[0][0]["loss"]
+
+
+def test_reading_batches_ahead_changes_nothing(tmp_path):
+    logs, states = [], []
+    for prefetch in (0, 2):
+        loader = _loader()
+        train(_config(prefetch_batches=prefetch), tiny.tiny_model(0), loader, tmp_path / str(prefetch))
+        logs.append(read_metrics(tmp_path / str(prefetch) / "metrics.jsonl"))
+        states.append(loader.get_state())  # after training: the state of the batches used
+    assert len(logs[0]) == 6 and logs[0] == logs[1]
+    assert states[0] == states[1]
+    with pytest.raises(ValueError, match="prefetch_batches: must be >= 0, got -1"):
+        Trainer(_config(prefetch_batches=-1), tiny.tiny_model(0), tmp_path / "bad")
 
 
 def test_logs_eval_hook_and_export(tmp_path):
