@@ -28,7 +28,7 @@ import math
 import os
 import pathlib
 import tempfile
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -268,6 +268,51 @@ class Judge:
         return [[(out.texts[r], float(p_first[r]), int(out.lengths[r]))
                  for r in range(i * num_samples, (i + 1) * num_samples)] for i in range(num)]
 
+    def _compile_ahead(self, chunks: Iterable[list[list[int]]], *, num_samples: int,
+                       method: Method) -> None:
+        """Starts compiling, in the background, what `_sample_rows` will need for these
+        chunks of prompt ids (Sampler.compile_ahead). Tests that script `_sample_rows`
+        replace this too."""
+        self.sampler.compile_ahead(chunks, max_new_tokens=self.max_new_tokens,
+                                   method=method, num_samples=num_samples,
+                                   verdict=self.verdict, return_logprobs=False)
+
+    def compile_ahead(self, calls: Iterable[tuple[Sequence[str], Sequence[str], Sequence[str]]],
+                      *, num_samples: int = 1, swap: bool = True,
+                      temperature: float | None = None, greedy: bool = False) -> None:
+        """Compiles, in the background, what `sample_judgments` calls on these (prompts,
+        responses_a, responses_b) will need, in order, e.g. a labelling loop's next
+        shards. The prompts are built in the background thread too. Results do not
+        change; a call that comes before its compile compiles as usual."""
+        method = self._method(temperature, greedy, num_samples)
+
+        def chunks():
+            for prompts, responses_a, responses_b in calls:
+                _, prompt_ids, call_chunks = self._chunks(prompts, responses_a, responses_b,
+                                                          swap)
+                for chunk in call_chunks:
+                    yield [prompt_ids[r] for r in chunk]
+
+        self._compile_ahead(chunks(), num_samples=num_samples, method=method)
+
+    def _chunks(self, prompts: Sequence[str], responses_a: Sequence[str],
+                responses_b: Sequence[str], swap: bool
+                ) -> tuple[list[tuple[int, bool]], list[list[int]], list[list[int]]]:
+        """Rows (pair index, swapped), their prompt ids, and the rows of each sampler call:
+        sorted by prompt length, batch_size prompts per call."""
+        num = _check_columns(prompts=prompts, responses_a=responses_a, responses_b=responses_b)
+        orders = (False, True) if swap else (False,)
+        rows = [(i, swapped) for i in range(num) for swapped in orders]
+        prompt_ids = []
+        for i, swapped in rows:
+            a, b = responses_a[i], responses_b[i]
+            shown = (b, a) if swapped else (a, b)
+            prompt_ids.append(self.builder.encode_prompt(prompts[i], *shown))
+        order = sorted(range(len(rows)), key=lambda r: len(prompt_ids[r]))
+        chunks = [order[start:start + self.batch_size]
+                  for start in range(0, len(order), self.batch_size)]
+        return rows, prompt_ids, chunks
+
     def sample_judgments(self, prompts: Sequence[str], responses_a: Sequence[str],
                          responses_b: Sequence[str], *, num_samples: int = 1, swap: bool = True,
                          seed: int = 0, temperature: float | None = None, greedy: bool = False,
@@ -277,19 +322,13 @@ class Judge:
         All rows go through as few sampler calls as batch_size allows. Deterministic given
         seed. progress(n) is called after each sampler call with the prompts it judged.
         """
-        num = _check_columns(prompts=prompts, responses_a=responses_a, responses_b=responses_b)
         method = self._method(temperature, greedy, num_samples)
-        orders = (False, True) if swap else (False,)
-        rows = [(i, swapped) for i in range(num) for swapped in orders]
-        prompt_ids = []
-        for i, swapped in rows:
-            a, b = responses_a[i], responses_b[i]
-            shown = (b, a) if swapped else (a, b)
-            prompt_ids.append(self.builder.encode_prompt(prompts[i], *shown))
-        order = sorted(range(len(rows)), key=lambda r: len(prompt_ids[r]))
+        rows, prompt_ids, chunks = self._chunks(prompts, responses_a, responses_b, swap)
+        # The later calls' new shapes compile in the background while the first run.
+        self._compile_ahead([[prompt_ids[r] for r in chunk] for chunk in chunks[1:]],
+                            num_samples=num_samples, method=method)
         samples: list[tuple[Sample, ...]] = [()] * len(rows)
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        for chunk in chunks:
             keys = [2 * rows[r][0] + rows[r][1] for r in chunk]
             outputs = self._sample_rows([prompt_ids[r] for r in chunk], keys,
                                         num_samples=num_samples, seed=seed, method=method)
@@ -298,7 +337,8 @@ class Judge:
             if progress is not None:
                 progress(len(chunk))
         per_pair = 2 if swap else 1
-        return [PairJudgments(*samples[i * per_pair:(i + 1) * per_pair]) for i in range(num)]
+        return [PairJudgments(*samples[i * per_pair:(i + 1) * per_pair])
+                for i in range(len(prompts))]
 
     @staticmethod
     def _sample(text: str, p_first: float, num_tokens: int) -> Sample:

@@ -6,13 +6,16 @@ bucket (padding.py), runs one compiled function and returns numpy results.
 Compiled shapes: one per (prompt bucket, #prompts, k, max_new_tokens, method
 class, static method sizes such as top_k); temperature, top_p and the seed are
 traced, so changing them never recompiles. batch_bucket bounds the #prompts.
+`compile_ahead` compiles the shapes of coming calls in a background thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Sequence
+import logging
+import threading
+from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -64,6 +67,20 @@ def _key_seed(seed: int) -> jax.Array:
     the same samples, and 0 <= seed < 2**31 gives jax.random.key(seed) itself. (Callers
     derive seeds, e.g. seed · 1000 + round; an int32 overflowed from config.seed 3 on.)"""
     return jnp.uint32(int(seed) % (1 << 32))
+
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Call:
+    args: tuple[Any, ...]  # decode.generate's arguments but the last (the real prompts)
+    num: int  # real prompts; the rest of the batch is dummy rows
+    key: tuple  # what selects the compiled function
+
+
+_DONE = threading.Event()
+_DONE.set()  # the state of every shape compile_ahead is not compiling
 
 
 # The most rows at which a CPU decode step runs feature-major by default: the benchmark's
@@ -135,6 +152,9 @@ class Sampler:
         # One jitted function per sampler: its cache is keyed by the static plan
         # and shapes; the sharding rules are fixed per sampler (read at trace time).
         self._generate = jax.jit(decode.generate, static_argnums=(0, 7))
+        # Shape key -> Event set once its function is compiled (compile_ahead).
+        self._compiles: dict[tuple, threading.Event] = {}
+        self._compile_lock = threading.Lock()
         self._score = jax.jit(scoring.token_logprobs, static_argnums=(0, 5))
 
     # ------------------------------------------------------------------ helpers
@@ -233,11 +253,83 @@ class Sampler:
         params: a state with the model's structure (e.g. updated weights);
           reuses the compiled function.
         """
+        call = self._prepare(
+            prompts, max_new_tokens=max_new_tokens, method=method or make_method(
+                temperature, top_k, top_p), num_samples=num_samples, seed=seed,
+            stop_tokens=stop_tokens, return_logprobs=return_logprobs, prompt_ids=prompt_ids,
+            verdict=verdict, prefix=prefix, params=params)
+        with self._compile_lock:
+            ready = self._compiles.setdefault(call.key, _DONE)
+        ready.wait()  # a compile_ahead thread is compiling this shape: use its result
+        with self._context():
+            out = self._generate(*call.args, jnp.int32(call.num))
+        num = call.num
+        rows = num * num_samples
+        out = {name: np.asarray(value)[:rows] for name, value in out.items()}
+        texts = None
+        if self.tokenizer is not None:
+            texts = [self.tokenizer.decode(row[:n - s].tolist())
+                     for row, n, s in zip(out["tokens"], out["lengths"], out["stopped"])]
+        return SampleOutput(
+            tokens=out["tokens"], lengths=out["lengths"], stopped=out["stopped"],
+            logprobs=out.get("logprobs"), texts=texts,
+            prompt_index=np.repeat(np.arange(num), num_samples),
+            sample_index=np.tile(np.arange(num_samples), num),
+            verdict_probs=out.get("verdict_probs"), verdict_found=out.get("verdict_found"))
+
+    def compile_ahead(self, prompt_batches: Iterable[Sequence[Prompt]], *, max_new_tokens: int,
+                      method: Method, num_samples: int = 1,
+                      stop_tokens: Sequence[int] | None = None, return_logprobs: bool = True,
+                      verdict: Verdict | None = None, prefix: str = "shared"
+                      ) -> threading.Thread | None:
+        """Compiles, in a background thread, what `generate` calls of these prompt
+        batches with these arguments will need, one new shape after another, so the
+        compiles overlap the calls before them. Returns the (daemon) thread.
+
+        prompt_batches is read in the thread, so it may be a generator that does the
+        tokenizing. A `generate` call whose shape the thread is compiling waits for it;
+        one the thread has not reached yet compiles it as usual. To compile, the thread
+        runs the function once with every row a dummy (done from the start: a prefill
+        and no decode step). Results do not change: the calls run the same function.
+        With several JAX processes it does nothing (returns None): a compile run out of
+        step with the other processes' calls could deadlock their collectives.
+        """
+        if jax.process_count() > 1:
+            return None
+        kwargs = dict(max_new_tokens=max_new_tokens, method=method, num_samples=num_samples,
+                      seed=0, stop_tokens=stop_tokens, return_logprobs=return_logprobs,
+                      prompt_ids=None, verdict=verdict, prefix=prefix, params=None)
+        thread = threading.Thread(target=self._compile_all, args=(prompt_batches, kwargs),
+                                  daemon=True, name="gramr2-compile-ahead")
+        thread.start()
+        return thread
+
+    def _compile_all(self, prompt_batches: Iterable[Sequence[Prompt]], kwargs: dict) -> None:
+        try:
+            for prompts in prompt_batches:
+                call = self._prepare(prompts, **kwargs)
+                with self._compile_lock:
+                    if call.key in self._compiles:
+                        continue
+                    ready = self._compiles[call.key] = threading.Event()
+                try:
+                    with self._context():
+                        jax.block_until_ready(self._generate(*call.args, jnp.int32(0)))
+                finally:
+                    ready.set()
+        except Exception:  # noqa: BLE001 -- the generate calls compile, and raise, as usual
+            log.warning("compile_ahead stopped; the generate calls compile what is left",
+                        exc_info=True)
+
+    def _prepare(self, prompts: Sequence[Prompt], *, max_new_tokens: int, method: Method,
+                 num_samples: int, seed: int, stop_tokens: Sequence[int] | None,
+                 return_logprobs: bool, prompt_ids: Sequence[int] | None,
+                 verdict: Verdict | None, prefix: str, params: nnx.State | None) -> _Call:
+        """The padded, packed, placed arguments of one generate call, and their shape key."""
         if max_new_tokens < 1 or num_samples < 1:
             raise ValueError("max_new_tokens and num_samples must be >= 1")
         if prefix not in ("shared", "repeat", "unshared"):
             raise ValueError(f"prefix: expected 'shared', 'repeat' or 'unshared', got {prefix!r}")
-        method = method or make_method(temperature, top_k, top_p)
         stop = self.default_stop_tokens() if stop_tokens is None else tuple(stop_tokens)
         ids = tokenize(prompts, self.tokenizer, add_special_tokens=True)
         tokens, mask, num = self._pad_prompts(ids, 1)
@@ -257,21 +349,14 @@ class Sampler:
         with self._context():
             packed = (self._packing(tokens, mask)
                       if self.pack_prompts and prefix != "unshared" else None)
-            out = self._generate(self.graphdef, params, self._batch_input(tokens),
-                                 self._batch_input(mask), jnp.asarray(pids),
-                                 _key_seed(seed), method, plan, packed, jnp.int32(num))
-        rows = num * num_samples
-        out = {name: np.asarray(value)[:rows] for name, value in out.items()}
-        texts = None
-        if self.tokenizer is not None:
-            texts = [self.tokenizer.decode(row[:n - s].tolist())
-                     for row, n, s in zip(out["tokens"], out["lengths"], out["stopped"])]
-        return SampleOutput(
-            tokens=out["tokens"], lengths=out["lengths"], stopped=out["stopped"],
-            logprobs=out.get("logprobs"), texts=texts,
-            prompt_index=np.repeat(np.arange(num), num_samples),
-            sample_index=np.tile(np.arange(num_samples), num),
-            verdict_probs=out.get("verdict_probs"), verdict_found=out.get("verdict_found"))
+            args = (self.graphdef, params, self._batch_input(tokens), self._batch_input(mask),
+                    jnp.asarray(pids), _key_seed(seed), method, plan, packed)
+        # What selects the compiled function: the static plan and the dynamic
+        # arguments' structure and shapes (params are the sampler's own or alike).
+        dynamic = (tokens, packed, method)
+        key = (plan, jax.tree.structure(dynamic),
+               tuple((np.shape(x), np.result_type(x).name) for x in jax.tree.leaves(dynamic)))
+        return _Call(args=args, num=num, key=key)
 
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[Prompt], *,
               params: nnx.State | None = None) -> scoring.ScoreOutput:

@@ -34,15 +34,22 @@ def label_pool(judge, pool: Sequence[dict[str, Any]], out_dir: pathlib.Path, *,
                process_index: int = 0, process_count: int = 1) -> None:
     """Writes this host's missing shards (the rows carry generated texts and p_first)."""
     num_shards = math.ceil(len(pool) / shard_size)
-    for index in range(process_index, num_shards, process_count):
-        path = _shard_path(out_dir, index)
-        if path.exists():
-            continue
+    todo = [index for index in range(process_index, num_shards, process_count)
+            if not _shard_path(out_dir, index).exists()]
+
+    def columns(index):
         rows = pool[index * shard_size:(index + 1) * shard_size]
-        judged = judge.sample_judgments(
-            [r["prompt"] for r in rows], [r["response_a"] for r in rows],
-            [r["response_b"] for r in rows], num_samples=num_samples, swap=swap,
-            seed=seed * 1_000_003 + index, temperature=temperature)
+        return ([r["prompt"] for r in rows], [r["response_a"] for r in rows],
+                [r["response_b"] for r in rows])
+
+    # The shards' shapes compile in the background, each before its shard comes up.
+    judge.compile_ahead((columns(index) for index in todo), num_samples=num_samples,
+                        swap=swap, temperature=temperature)
+    for index in todo:
+        path = _shard_path(out_dir, index)
+        rows = pool[index * shard_size:(index + 1) * shard_size]
+        judged = judge.sample_judgments(*columns(index), num_samples=num_samples, swap=swap,
+                                        seed=seed * 1_000_003 + index, temperature=temperature)
         artifacts.write_jsonl(path, (
             {"id": row["id"], "original": [_sample_row(s) for s in pj.original],
              "swapped": [_sample_row(s) for s in pj.swapped]}

@@ -95,4 +95,5 @@ def scripted(judge, monkeypatch, respond) -> Script:
     """Makes `judge` sample from `respond` for the rest of the test."""
     script = Script(judge, respond)
     monkeypatch.setattr(judge, "_sample_rows", script)
+    monkeypatch.setattr(judge, "_compile_ahead", lambda *args, **kwargs: None)
     return script

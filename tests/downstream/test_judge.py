@@ -5,6 +5,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 
 import jax.numpy as jnp
 import numpy as np
@@ -198,6 +199,7 @@ def test_sampler_calls_run_as_a_power_of_two_of_prompts(judge, monkeypatch):
         return out
 
     monkeypatch.setattr(judge.sampler, "_pad_prompts", spy)
+    monkeypatch.setattr(judge, "_compile_ahead", lambda *a, **k: None)  # pads in its thread
     prompts, a, b = ["What is 2+2?", "Say hi", "Name a colour"], ["4", "hi", "red"], \
         ["5", "hello there friend", "blue"]
 
@@ -209,6 +211,32 @@ def test_sampler_calls_run_as_a_power_of_two_of_prompts(judge, monkeypatch):
     assert [(s.text, s.num_tokens) for s in alone] == [(s.text, s.num_tokens) for s in padded]
     np.testing.assert_allclose([s.p_first for s in alone], [s.p_first for s in padded],
                                atol=1e-6)  # NaN where no verdict position
+
+
+def test_compiling_ahead_changes_no_judgment(judge, monkeypatch):
+    monkeypatch.setattr(judge, "batch_size", 2)
+    prompts = ["What is 2+2?", "Say hi", "Name a colour", "Count to three please, slowly",
+               "Add 7 and 5"]
+    a = ["4", "hi", "red", "one two three", "12"]
+    b = ["5", "hello there friend", "blue", "1 2 3 4 5 6", "thirteen, I think"]
+    options = dict(num_samples=2, swap=True, seed=3, temperature=1.0)
+    # The calls of a labelling loop: compiled ahead, then run; none compiles anything new.
+    calls = [(prompts[:3], a[:3], b[:3]), (prompts[3:], a[3:], b[3:])]
+    judge.compile_ahead(calls, num_samples=2, swap=True, temperature=1.0)
+    for thread in threading.enumerate():
+        if thread.name == "gramr2-compile-ahead":
+            thread.join()
+    compiled = judge.sampler._generate._cache_size()
+    ahead = [judge.sample_judgments(*call, **options) for call in calls]
+    assert judge.sampler._generate._cache_size() == compiled
+    monkeypatch.setattr(judge, "_compile_ahead", lambda *args, **kwargs: None)
+    plain = [judge.sample_judgments(*call, **options) for call in calls]
+
+    def flat(results):  # p_first is NaN where no verdict came (random model), and NaN != NaN
+        return [(s.text, s.num_tokens, repr(s.p_first)) for pairs in results for pair in pairs
+                for s in pair.original + pair.swapped]
+
+    assert flat(ahead) == flat(plain) and len(flat(plain)) == 20
 
 
 def test_verdict_probability_is_read_at_the_answer_position(judge, monkeypatch):

@@ -1,0 +1,60 @@
+"""compile_ahead: the background compiles are the ones the calls then use, results unchanged."""
+
+import dataclasses
+
+import numpy as np
+
+from gramr2_jax.sampling import Sampler
+from gramr2_jax.sampling.methods import make_method
+from tests.sampling.conftest import MIXED, TINY, tiny_model
+
+# Three calls of three shapes: prompt buckets and packed widths differ.
+BATCHES = [MIXED[:2], [list(range(3, 25)), list(range(5, 9))], MIXED[2:4]]
+OPTIONS = dict(max_new_tokens=5, num_samples=2, return_logprobs=True)
+
+
+def _model(num_layers):
+    # jit caches are per function, shared by samplers of one model structure: a
+    # structure of its own per test keeps the counts below this test's.
+    return tiny_model(config=dataclasses.replace(TINY, num_layers=num_layers))
+
+
+def _run(sampler, method):
+    return [sampler.generate(batch, method=method, seed=7, **OPTIONS) for batch in BATCHES]
+
+
+def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results():
+    model = _model(3)
+    method = make_method(1.0, None, 0.9)
+    sampler = Sampler(model)
+    before = sampler._generate._cache_size()
+    sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
+    compiled = sampler._generate._cache_size()
+    assert compiled - before == 3  # one function per shape, compiled in the thread
+    outputs = _run(sampler, method)
+    assert sampler._generate._cache_size() == compiled  # the calls compiled nothing new
+    # The same calls on a sampler that never compiled ahead.
+    for got, want in zip(outputs, _run(Sampler(model), method)):
+        np.testing.assert_array_equal(got.tokens, want.tokens)
+        np.testing.assert_array_equal(got.lengths, want.lengths)
+        np.testing.assert_array_equal(got.logprobs, want.logprobs)
+
+
+def test_shapes_already_compiled_are_skipped_and_a_failure_is_left_to_the_call(caplog):
+    sampler = Sampler(_model(1))
+    method = make_method(0.0, None, None)
+    sampler.generate(BATCHES[0], method=method, **OPTIONS)
+    runs, generate = [], sampler._generate
+
+    def spy(*args):
+        runs.append(int(args[-1]))  # the real prompts: 0 when compiling ahead
+        return generate(*args)
+
+    sampler._generate = spy
+    sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
+    assert runs == [0, 0]  # the two shapes no call has compiled yet
+    sampler.generate(BATCHES[1], method=method, **OPTIONS)
+    assert runs == [0, 0, 2]
+    # A bad batch stops the thread with a warning; the call raises the error itself.
+    sampler.compile_ahead([[]], method=method, **OPTIONS).join()
+    assert "compile_ahead stopped" in caplog.text
