@@ -288,11 +288,11 @@ class Sampler:
 
         prompt_batches is read in the thread, so it may be a generator that does the
         tokenizing. A `generate` call whose shape the thread is compiling waits for it;
-        one the thread has not reached yet compiles it as usual. To compile, the thread
-        runs the function once with every row a dummy (done from the start: a prefill
-        and no decode step). Results do not change: the calls run the same function.
-        With several JAX processes it does nothing (returns None): a compile run out of
-        step with the other processes' calls could deadlock their collectives.
+        one the thread has not reached yet compiles it as usual. The thread only lowers
+        and compiles (jit's ahead-of-time path, whose result the jitted call then finds
+        in JAX's caches); it runs nothing, so it cannot interleave with the calls'
+        collectives. Results do not change: the calls run the same function. With several
+        JAX processes it does nothing (returns None; not tested there).
         """
         if jax.process_count() > 1:
             return None
@@ -313,8 +313,8 @@ class Sampler:
                         continue
                     ready = self._compiles[call.key] = threading.Event()
                 try:
-                    with self._context():
-                        jax.block_until_ready(self._generate(*call.args, jnp.int32(0)))
+                    with self._context():  # ahead-of-time: compiles, runs nothing
+                        self._generate.lower(*call.args, jnp.int32(call.num)).compile()
                 finally:
                     ready.set()
         except Exception:  # noqa: BLE001 -- the generate calls compile, and raise, as usual

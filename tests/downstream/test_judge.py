@@ -17,6 +17,7 @@ from gramr2_jax.data.prompts import JudgePromptBuilder
 from gramr2_jax.judge import JUDGE_CONFIG, read_judge_config, write_judge_config
 from tests.conftest import REPO
 from tests.downstream.judge_fixtures import JUDGE_SETTINGS, judgment, scripted, shown_responses
+from tests.sampling.conftest import count_compiles, logging_compiles
 
 NAN = math.nan
 
@@ -213,7 +214,7 @@ def test_sampler_calls_run_as_a_power_of_two_of_prompts(judge, monkeypatch):
                                atol=1e-6)  # NaN where no verdict position
 
 
-def test_compiling_ahead_changes_no_judgment(judge, monkeypatch):
+def test_compiling_ahead_changes_no_judgment(judge, monkeypatch, caplog):
     monkeypatch.setattr(judge, "batch_size", 2)
     prompts = ["What is 2+2?", "Say hi", "Name a colour", "Count to three please, slowly",
                "Add 7 and 5"]
@@ -222,13 +223,15 @@ def test_compiling_ahead_changes_no_judgment(judge, monkeypatch):
     options = dict(num_samples=2, swap=True, seed=3, temperature=1.0)
     # The calls of a labelling loop: compiled ahead, then run; none compiles anything new.
     calls = [(prompts[:3], a[:3], b[:3]), (prompts[3:], a[3:], b[3:])]
-    judge.compile_ahead(calls, num_samples=2, swap=True, temperature=1.0)
-    for thread in threading.enumerate():
-        if thread.name == "gramr2-compile-ahead":
-            thread.join()
-    compiled = judge.sampler._generate._cache_size()
-    ahead = [judge.sample_judgments(*call, **options) for call in calls]
-    assert judge.sampler._generate._cache_size() == compiled
+    with logging_compiles(caplog):
+        judge.compile_ahead(calls, num_samples=2, swap=True, temperature=1.0)
+        for thread in threading.enumerate():
+            if thread.name == "gramr2-compile-ahead":
+                thread.join()
+        compiled = count_compiles(caplog)
+        assert compiled > 0  # shapes no earlier test compiled
+        ahead = [judge.sample_judgments(*call, **options) for call in calls]
+        assert count_compiles(caplog) == compiled
     monkeypatch.setattr(judge, "_compile_ahead", lambda *args, **kwargs: None)
     plain = [judge.sample_judgments(*call, **options) for call in calls]
 

@@ -1,5 +1,8 @@
 """Shared tiny models for the sampling tests (built once per session)."""
 
+import contextlib
+import logging
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,3 +64,20 @@ def full_forward_logprobs(model, seqs) -> list[np.ndarray]:
         logp = np.asarray(jax.nn.log_softmax(jnp.asarray(logits[:-1])))
         out.append(logp[np.arange(len(seq) - 1), seq[1:]])
     return out
+
+
+def count_compiles(caplog) -> int:
+    """XLA compiles of the generate function logged so far (inside `logging_compiles`)."""
+    return sum("Finished XLA compilation of jit(generate)" in r.getMessage()
+               for r in caplog.records)
+
+
+@contextlib.contextmanager
+def logging_compiles(caplog):
+    """jax_log_compiles for every thread (jax.log_compiles() is the calling thread's only)."""
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING):
+            yield
+    finally:
+        jax.config.update("jax_log_compiles", False)

@@ -6,7 +6,7 @@ import numpy as np
 
 from gramr2_jax.sampling import Sampler
 from gramr2_jax.sampling.methods import make_method
-from tests.sampling.conftest import MIXED, TINY, tiny_model
+from tests.sampling.conftest import MIXED, TINY, count_compiles, logging_compiles, tiny_model
 
 # Three calls of three shapes: prompt buckets and packed widths differ.
 BATCHES = [MIXED[:2], [list(range(3, 25)), list(range(5, 9))], MIXED[2:4]]
@@ -14,8 +14,8 @@ OPTIONS = dict(max_new_tokens=5, num_samples=2, return_logprobs=True)
 
 
 def _model(num_layers):
-    # jit caches are per function, shared by samplers of one model structure: a
-    # structure of its own per test keeps the counts below this test's.
+    # JAX's compile caches are shared by samplers of one model structure: a structure
+    # of its own per test makes every shape here new.
     return tiny_model(config=dataclasses.replace(TINY, num_layers=num_layers))
 
 
@@ -23,16 +23,15 @@ def _run(sampler, method):
     return [sampler.generate(batch, method=method, seed=7, **OPTIONS) for batch in BATCHES]
 
 
-def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results():
+def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results(caplog):
     model = _model(3)
     method = make_method(1.0, None, 0.9)
     sampler = Sampler(model)
-    before = sampler._generate._cache_size()
-    sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
-    compiled = sampler._generate._cache_size()
-    assert compiled - before == 3  # one function per shape, compiled in the thread
-    outputs = _run(sampler, method)
-    assert sampler._generate._cache_size() == compiled  # the calls compiled nothing new
+    with logging_compiles(caplog):
+        sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
+        assert count_compiles(caplog) == 3  # one function per shape, compiled in the thread
+        outputs = _run(sampler, method)
+        assert count_compiles(caplog) == 3  # the calls compiled nothing
     # The same calls on a sampler that never compiled ahead.
     for got, want in zip(outputs, _run(Sampler(model), method)):
         np.testing.assert_array_equal(got.tokens, want.tokens)
@@ -43,18 +42,10 @@ def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results():
 def test_shapes_already_compiled_are_skipped_and_a_failure_is_left_to_the_call(caplog):
     sampler = Sampler(_model(1))
     method = make_method(0.0, None, None)
-    sampler.generate(BATCHES[0], method=method, **OPTIONS)
-    runs, generate = [], sampler._generate
-
-    def spy(*args):
-        runs.append(int(args[-1]))  # the real prompts: 0 when compiling ahead
-        return generate(*args)
-
-    sampler._generate = spy
-    sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
-    assert runs == [0, 0]  # the two shapes no call has compiled yet
-    sampler.generate(BATCHES[1], method=method, **OPTIONS)
-    assert runs == [0, 0, 2]
+    with logging_compiles(caplog):
+        sampler.generate(BATCHES[0], method=method, **OPTIONS)
+        sampler.compile_ahead(BATCHES, method=method, **OPTIONS).join()
+        assert count_compiles(caplog) == 3  # the call's shape, then the two others
     # A bad batch stops the thread with a warning; the call raises the error itself.
     sampler.compile_ahead([[]], method=method, **OPTIONS).join()
     assert "compile_ahead stopped" in caplog.text
