@@ -83,6 +83,7 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
     from gramr2_jax import sharding
     from gramr2_jax.models import from_pretrained, load_tokenizer
     from gramr2_jax.sampling import Sampler
+    from gramr2_jax.sampling.methods import make_method
 
     if not rows:
         return [], 0
@@ -93,14 +94,22 @@ def prove(config, prover_dir: pathlib.Path, rows: list[dict[str, Any]], *, num_c
     sampler = Sampler(from_pretrained(prover_dir, mesh=mesh), tokenizer, mesh=mesh,
                       batch_bucket=config.judge.batch_size)
     builders = _builders(config, tokenizer)
-    best: dict[int, tuple[float, str]] = {}
-    for start in range(0, len(rows), config.judge.batch_size):
-        part = list(range(start, min(start + config.judge.batch_size, len(rows))))
-        prompts = [builders[rows[p]["verdict"]].encode_prompt(
+    size = config.judge.batch_size
+    parts = [list(range(start, min(start + size, len(rows))))
+             for start in range(0, len(rows), size)]
+
+    def prompts_of(part):
+        return [builders[rows[p]["verdict"]].encode_prompt(
             rows[p]["prompt"], rows[p]["response_a"], rows[p]["response_b"]) for p in part]
-        out = sampler.generate(prompts, max_new_tokens=config.judge.max_new_tokens,
-                               num_samples=num_candidates, seed=seed, prompt_ids=part,
-                               temperature=config.selftrain.temperature, return_logprobs=True)
+
+    options = dict(max_new_tokens=config.judge.max_new_tokens, num_samples=num_candidates,
+                   method=make_method(config.selftrain.temperature, None, None),
+                   return_logprobs=True)
+    # The later calls' new shapes compile in the background while the first run.
+    sampler.compile_ahead((prompts_of(part) for part in parts[1:]), **options)
+    best: dict[int, tuple[float, str]] = {}
+    for part in parts:
+        out = sampler.generate(prompts_of(part), seed=seed, prompt_ids=part, **options)
         conts = [out.tokens[i, :out.lengths[i]].tolist() for i in range(len(out.tokens))]
         # log π(z | s, l): the raw log p of each sampled token, recorded while sampling
         # (0 after a row's end), so the k candidates need no second pass over the prompt.
