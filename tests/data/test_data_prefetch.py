@@ -8,7 +8,8 @@ from gramr2_jax.data.prefetch import Prefetcher
 
 
 def _encode(x):
-    return {"tokens": np.arange(1, 2 + x % 5, dtype=np.int32), "loss_mask": np.ones(1 + x % 5, bool)}
+    n = 1 + x % 5
+    return {"tokens": np.arange(1, n + 1, dtype=np.int32), "loss_mask": np.ones(n, bool)}
 
 
 def _loader(num_epochs=None):

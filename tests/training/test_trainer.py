@@ -1,4 +1,5 @@
-"""Trainer loop: determinism, reading ahead, logs, eval hook, non-finite stop, layout check, export."""
+"""Trainer loop: determinism, reading ahead, logs, eval hook, non-finite stop, layout check,
+export."""
 
 import json
 
@@ -40,7 +41,8 @@ def test_reading_batches_ahead_changes_nothing(tmp_path):
     logs, states = [], []
     for prefetch in (0, 2):
         loader = _loader()
-        train(_config(prefetch_batches=prefetch), tiny.tiny_model(0), loader, tmp_path / str(prefetch))
+        train(_config(prefetch_batches=prefetch), tiny.tiny_model(0), loader,
+              tmp_path / str(prefetch))
         logs.append(read_metrics(tmp_path / str(prefetch) / "metrics.jsonl"))
         states.append(loader.get_state())  # after training: the state of the batches used
     assert len(logs[0]) == 6 and logs[0] == logs[1]
