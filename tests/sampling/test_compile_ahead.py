@@ -13,10 +13,11 @@ BATCHES = [MIXED[:2], [list(range(3, 25)), list(range(5, 9))], MIXED[2:4]]
 OPTIONS = dict(max_new_tokens=5, num_samples=2, return_logprobs=True)
 
 
-def _model(num_layers):
+def _model(mlp_dim):
     # JAX's compile caches are shared by samplers of one model structure: a structure
-    # of its own per test makes every shape here new.
-    return tiny_model(config=dataclasses.replace(TINY, num_layers=num_layers))
+    # of its own per test (one layer, an MLP width no other test uses) makes every shape
+    # here new.
+    return tiny_model(config=dataclasses.replace(TINY, num_layers=1, mlp_dim=mlp_dim))
 
 
 def _run(sampler, method):
@@ -24,7 +25,7 @@ def _run(sampler, method):
 
 
 def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results(caplog):
-    model = _model(3)
+    model = _model(40)
     method = make_method(1.0, None, 0.9)
     sampler = Sampler(model)
     with logging_compiles(caplog):
@@ -40,7 +41,7 @@ def test_the_calls_use_the_functions_compiled_ahead_and_give_the_same_results(ca
 
 
 def test_shapes_already_compiled_are_skipped_and_a_failure_is_left_to_the_call(caplog):
-    sampler = Sampler(_model(1))
+    sampler = Sampler(_model(44))
     method = make_method(0.0, None, None)
     with logging_compiles(caplog):
         sampler.generate(BATCHES[0], method=method, **OPTIONS)
