@@ -324,14 +324,14 @@ class Judge:
         """
         method = self._method(temperature, greedy, num_samples)
         rows, prompt_ids, chunks = self._chunks(prompts, responses_a, responses_b, swap)
+        chunk_ids = [[prompt_ids[r] for r in chunk] for chunk in chunks]
         # The later calls' new shapes compile in the background while the first run.
-        self._compile_ahead([[prompt_ids[r] for r in chunk] for chunk in chunks[1:]],
-                            num_samples=num_samples, method=method)
+        self._compile_ahead(chunk_ids[1:], num_samples=num_samples, method=method)
         samples: list[tuple[Sample, ...]] = [()] * len(rows)
-        for chunk in chunks:
+        for chunk, ids in zip(chunks, chunk_ids):
             keys = [2 * rows[r][0] + rows[r][1] for r in chunk]
-            outputs = self._sample_rows([prompt_ids[r] for r in chunk], keys,
-                                        num_samples=num_samples, seed=seed, method=method)
+            outputs = self._sample_rows(ids, keys, num_samples=num_samples, seed=seed,
+                                        method=method)
             for r, row_out in zip(chunk, outputs):
                 samples[r] = tuple(self._sample(*o) for o in row_out)
             if progress is not None:
