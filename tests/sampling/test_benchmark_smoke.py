@@ -13,11 +13,14 @@ def test_quick_benchmark_reports_every_measurement(tmp_path):
 
     report = sampling.main(["--quick", "--out", str(tmp_path / "bench.json")])
     assert (tmp_path / "bench.json").exists()
-    assert report["matmul_peak_gflops"] > 0
+    assert report["matmul_peak_gflops"] == max(report["matmul_peak_gflops_before_after"]) > 0
     assert [row["batch"] for row in report["throughput"]] == [1, 4]
     for row in report["throughput"]:
         assert row["ours_tokens_per_s"] > 0 and row["hf_tokens_per_s"] > 0
-        assert row["fraction_of_matmul_peak"] > 0
+        assert row["fraction_of_matmul_peak"] == pytest.approx(
+            row["ours_gflops"] / report["matmul_peak_gflops"], abs=2e-3)
+        assert set(row) == {"batch", "new_tokens", "ours_tokens_per_s", "hf_tokens_per_s",
+                            "speedup_vs_hf", "ours_gflops", "fraction_of_matmul_peak"}
     assert report["prefix_sharing"]["speedup"] > 0
     variants = report["variants_largest_batch"]
     assert set(variants["best_seconds"]) == {
