@@ -46,7 +46,7 @@ def test_split_forward_matches_transformers(name, left, tmp_path):
     assert diff <= 1e-4, f"{name}: max |diff| {diff}"
 
 
-@nnx.jit  # eager, the four calls took 23 s; jitted, 7
+@nnx.jit  # the test took 25 s eagerly, 13 s jitted
 def _loss_and_grads(model, tokens, mask, segments):
     def loss(model):
         logits = model(tokens, input_mask_BT=mask, segment_ids_BT=segments)
