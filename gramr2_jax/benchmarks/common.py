@@ -7,6 +7,8 @@ machine (with its current load) actually delivers.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import pathlib
 import platform
@@ -103,3 +105,20 @@ def machine(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
     except OSError:  # not Linux
         return {**info, "cpu_model": platform.processor()}
     return {**info, **parse_cpuinfo(text)}
+
+
+def json_main(description: str, argv: list[str] | None, run: Callable[[bool], dict]) -> dict:
+    """A benchmark's command line: `[--quick] [--out FILE]`; prints `run(quick)`'s report,
+    after the host-memory settings, as JSON (and writes it to FILE)."""
+    from gramr2_jax import hostmem
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
+    parser.add_argument("--out", help="also write the JSON here")
+    args = parser.parse_args(argv)
+    report = {"host_memory": hostmem.describe(), **run(args.quick)}
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        pathlib.Path(args.out).write_text(text + "\n")
+    return report

@@ -24,8 +24,6 @@ where N_body = non-embedding parameters, ctx = the token's real context length
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import pathlib
 import tempfile
@@ -34,7 +32,7 @@ import jax
 import numpy as np
 
 from gramr2_jax import hostmem
-from gramr2_jax.benchmarks.common import machine, matmul_peak_flops, timeit, torch_device
+from gramr2_jax.benchmarks.common import json_main, machine, matmul_peak_flops, timeit, torch_device
 from gramr2_jax.models import ModelConfig, from_pretrained
 from gramr2_jax.sampling import Sampler
 
@@ -248,16 +246,8 @@ def _prefix_sharing(sampler: Sampler, spec: dict, rng) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
-    parser.add_argument("--out", help="also write the JSON here")
-    args = parser.parse_args(argv)
-    report = {"host_memory": hostmem.describe(), **run(QUICK if args.quick else FULL)}
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        pathlib.Path(args.out).write_text(text + "\n")
-    return report
+    return json_main(__doc__.splitlines()[0], argv,
+                     lambda quick: run(QUICK if quick else FULL))
 
 
 if __name__ == "__main__":
