@@ -18,6 +18,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from gramr2_jax import hostmem
+
 
 def _run_times(fn: Callable[[], Any], warmup: int, iters: int) -> list[float]:
     for _ in range(warmup):
@@ -108,10 +110,8 @@ def machine(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict:
 
 
 def json_main(description: str, argv: list[str] | None, run: Callable[[bool], dict]) -> dict:
-    """A benchmark's command line: `[--quick] [--out FILE]`; prints `run(quick)`'s report,
-    after the host-memory settings, as JSON (and writes it to FILE)."""
-    from gramr2_jax import hostmem
-
+    """A benchmark's command line, `[--quick] [--out FILE]`: prints `run(quick)`'s report as
+    JSON, led by the process's host-memory settings, and also writes it to FILE."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     parser.add_argument("--out", help="also write the JSON here")
