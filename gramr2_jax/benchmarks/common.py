@@ -41,6 +41,22 @@ def timeit(fn: Callable[[], Any], warmup: int = 1, iters: int = 3) -> float:
     return times[len(times) // 2]
 
 
+def best_seconds(fn: Callable[[], Any], warmup: int = 1, iters: int = 5) -> float:
+    """Fewest seconds of `fn()` over `iters` runs after `warmup` runs (blocking on the result)."""
+    return _run_times(fn, warmup, iters)[0]
+
+
+def record_peak(report: dict, before: float, after: float) -> float:
+    """The higher of two matmul-peak readings (FLOP/s) taken before and after a benchmark's
+    runs, recorded in `report` with both readings. One reading caught in a busy moment
+    (195.5 GFLOP/s at the start of sampling run 32, 268-281 a minute later) would inflate
+    every fraction of the peak."""
+    peak = max(before, after)
+    report["matmul_peak_gflops"] = round(peak / 1e9, 1)
+    report["matmul_peak_gflops_before_after"] = [round(before / 1e9, 1), round(after / 1e9, 1)]
+    return peak
+
+
 def _default_size() -> int:
     return 1024 if jax.default_backend() == "cpu" else 8192
 
@@ -62,7 +78,7 @@ def matmul_peak_flops(dtype=jnp.float32, n: int | None = None, iters: int = 10) 
             a = a @ b
         return a
 
-    seconds = _run_times(lambda: run(a, b), warmup=2, iters=iters)[0]
+    seconds = best_seconds(lambda: run(a, b), warmup=2, iters=iters)
     return chain * 2.0 * n ** 3 / seconds
 
 

@@ -17,7 +17,7 @@ one run measures (JSON):
                       model's own weights, in the thread count the sampling benchmark picks.
 products_share = products_ms / decode_step_ms; the rest of a step is attention, sampling,
 cache writes and small ops. products_fraction_of_peak: the products' FLOP/s over the best f32
-matmul rate measured before and after the runs (`common.matmul_peak_flops`). Where the
+matmul rate measured before and after the runs (`common.record_peak`). Where the
 products alone run under a target's rate, no change outside them reaches it.
 """
 
@@ -27,7 +27,6 @@ import functools
 import os
 import pathlib
 import tempfile
-import time
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +35,13 @@ from flax import nnx
 
 from gramr2_jax import hostmem
 from gramr2_jax.benchmarks import sampling as sampling_bench
-from gramr2_jax.benchmarks.common import json_main, machine, matmul_peak_flops
+from gramr2_jax.benchmarks.common import (
+    best_seconds,
+    json_main,
+    machine,
+    matmul_peak_flops,
+    record_peak,
+)
 from gramr2_jax.models import transformer
 from gramr2_jax.sampling import Sampler
 
@@ -80,6 +85,10 @@ def products_jax(graphdef, params, x_MD: jax.Array, *, steps: int, feature_major
     return jax.lax.fori_loop(0, steps, lambda _, x: _step_jax(model, x), x_MD)
 
 
+products_jax_jit = jax.jit(products_jax, static_argnums=(0,),
+                           static_argnames=("steps", "feature_major"))
+
+
 def products_torch(hf_model, x, *, steps: int):
     """The same chain as `products_jax` through `F.linear` on the transformers weights."""
     import torch
@@ -101,23 +110,14 @@ def products_torch(hf_model, x, *, steps: int):
     return x
 
 
-def _run_jax(jitted, graphdef, params, x, steps: int, feature_major: bool) -> None:
-    jax.block_until_ready(jitted(graphdef, params, x, steps=steps, feature_major=feature_major))
+def _run_jax(graphdef, params, x, steps: int, feature_major: bool) -> None:
+    jax.block_until_ready(products_jax_jit(graphdef, params, x, steps=steps,
+                                           feature_major=feature_major))
 
 
 def _run_torch(hf_model, x, steps: int) -> None:
     products_torch(hf_model, x, steps=steps)
     sampling_bench._sync_torch()
-
-
-def _best_seconds(fn, iters: int = 5) -> float:
-    fn()  # warm-up (and compile)
-    times = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def run(spec: dict, steps: int) -> dict:
@@ -131,27 +131,23 @@ def run(spec: dict, steps: int) -> dict:
     cfg = model.config
     sampler = Sampler(model)
     peak_before = matmul_peak_flops(n=spec["peak_n"])
-    threads = sampling_bench._torch_threads(hf_model, cfg.vocab_size)
-    report["torch_threads"] = threads
+    report["torch_threads"] = sampling_bench._torch_threads(hf_model, cfg.vocab_size)
     graphdef, params = nnx.split(model)
-    jitted = jax.jit(products_jax, static_argnums=(0,), static_argnames=("steps", "feature_major"))
-    embed = cfg.vocab_size * cfg.hidden_size
-    flops_per_row = 2.0 * (cfg.num_params() - embed * (1 if cfg.tie_word_embeddings else 2)
-                           + embed)  # every matmul weight once (norm scales are negligible)
+    # Every matmul weight once per row (norm scales, counted in N_body, are negligible).
+    flops_per_row = 2.0 * sum(sampling_bench._body_and_head_params(cfg))
     n, (lo, hi) = spec["new_tokens"], spec["prompt_lengths"]
     rows = []
     for batch in spec["batches"]:
         prompts = [rng.integers(3, cfg.vocab_size, rng.integers(lo, hi + 1)).tolist()
                    for _ in range(batch)]
-        full = sampling_bench._ours_seconds(sampler, prompts, n)
-        prefill = sampling_bench._ours_seconds(sampler, prompts, 1)
-        step_s = (full - prefill) / (n - 1)
+        _, step_s = sampling_bench._prefill_and_step_seconds(
+            sampler, prompts, n, sampling_bench._ours_seconds(sampler, prompts, n))
         feature_major = 1 < batch <= sampler.feature_major_rows
         x = jax.random.normal(jax.random.key(batch), (batch, cfg.hidden_size), jnp.float32)
-        ours_s = _best_seconds(functools.partial(_run_jax, jitted, graphdef, params, x, steps,
-                                                 feature_major)) / steps
+        ours_s = best_seconds(functools.partial(_run_jax, graphdef, params, x, steps,
+                                                feature_major)) / steps
         x_torch = torch.from_numpy(np.array(x)).to(hf_model.device)  # a writable copy
-        torch_s = _best_seconds(functools.partial(_run_torch, hf_model, x_torch, steps)) / steps
+        torch_s = best_seconds(functools.partial(_run_torch, hf_model, x_torch, steps)) / steps
         rows.append(dict(batch=batch, feature_major=feature_major,
                          decode_step_ms=round(step_s * 1e3, 3),
                          products_ms=round(ours_s * 1e3, 3),
@@ -160,11 +156,7 @@ def run(spec: dict, steps: int) -> dict:
                          products_speedup_vs_torch=round(torch_s / ours_s, 3),
                          products_gflops=round(flops_per_row * batch / ours_s / 1e9, 1),
                          torch_products_gflops=round(flops_per_row * batch / torch_s / 1e9, 1)))
-    peak_after = matmul_peak_flops(n=spec["peak_n"])
-    peak = max(peak_before, peak_after)
-    report["matmul_peak_gflops"] = round(peak / 1e9, 1)
-    report["matmul_peak_gflops_before_after"] = [round(peak_before / 1e9, 1),
-                                                 round(peak_after / 1e9, 1)]
+    peak = record_peak(report, peak_before, matmul_peak_flops(n=spec["peak_n"]))
     for row in rows:
         row["products_fraction_of_peak"] = round(row["products_gflops"] * 1e9 / peak, 3)
     report["rows"] = rows

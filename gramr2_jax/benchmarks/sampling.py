@@ -32,7 +32,14 @@ import jax
 import numpy as np
 
 from gramr2_jax import hostmem
-from gramr2_jax.benchmarks.common import json_main, machine, matmul_peak_flops, timeit, torch_device
+from gramr2_jax.benchmarks.common import (
+    json_main,
+    machine,
+    matmul_peak_flops,
+    record_peak,
+    timeit,
+    torch_device,
+)
 from gramr2_jax.models import ModelConfig, from_pretrained
 from gramr2_jax.sampling import Sampler
 
@@ -49,10 +56,15 @@ QUICK = dict(hf=dict(vocab_size=256, hidden_size=64, intermediate_size=128,
 SAMPLING = dict(temperature=1.0, top_k=50, top_p=0.95)
 
 
+def _body_and_head_params(cfg: ModelConfig) -> tuple[int, int]:
+    """(N_body: parameters outside the embedding and head, V·D: those of the head's matmul)."""
+    embed = cfg.vocab_size * cfg.hidden_size
+    return cfg.num_params() - embed * (1 if cfg.tie_word_embeddings else 2), embed
+
+
 def _flops(cfg: ModelConfig, prompt_lengths: list[int], new_tokens: int, rows_per_prompt: int,
            prefill_rows_per_prompt: int) -> float:
-    embed = cfg.vocab_size * cfg.hidden_size
-    body = cfg.num_params() - embed * (1 if cfg.tie_word_embeddings else 2)
+    body, embed = _body_and_head_params(cfg)
     attn = 4 * cfg.num_layers * cfg.num_heads * cfg.head_dim
     total = 0.0
     for p in prompt_lengths:
@@ -138,6 +150,14 @@ def _ours_seconds(sampler: Sampler, prompts, new_tokens: int, iters: int = 3, wa
     return timeit(run, warmup=warmup, iters=iters)
 
 
+def _prefill_and_step_seconds(sampler: Sampler, prompts, new_tokens: int,
+                              call_seconds: float) -> tuple[float, float]:
+    """(a call with 1 new token, one decode step = the rest of a `call_seconds` call with
+    `new_tokens` new tokens, per token after the first); medians of 3 calls."""
+    prefill = _ours_seconds(sampler, prompts, 1)
+    return prefill, (call_seconds - prefill) / (new_tokens - 1)
+
+
 def run(spec: dict) -> dict:
     rng = np.random.default_rng(0)
     report: dict = {"backend": jax.default_backend(), "devices": jax.device_count(),
@@ -169,21 +189,13 @@ def run(spec: dict) -> dict:
             ours_gflops=round(flops / ours / 1e9, 1)))
         flops_per_s.append(flops / ours)
     # Profile at the largest batch: prefill alone (1 new token) vs per decode step.
-    prefill = _ours_seconds(sampler, prompts, 1)
-    per_step = (ours - prefill) / (n - 1)
+    prefill, per_step = _prefill_and_step_seconds(sampler, prompts, n, ours)
     report["profile_largest_batch"] = dict(prefill_s=round(prefill, 4),
                                            decode_step_ms=round(per_step * 1e3, 2))
     report["variants_largest_batch"] = _variants(model, sampler, prompts, n)
     report["feature_major"] = _feature_major(model, sampler, prompts_by_batch, n)
     report["prefix_sharing"] = _prefix_sharing(sampler, spec["prefix"], rng)
-    # The peak measured before and after the runs, the higher one: a peak caught in a busy
-    # moment (195.5 GFLOP/s at the start of run 32, 268-281 a minute later) would inflate
-    # the fractions.
-    peak_after = matmul_peak_flops(n=spec["peak_n"])
-    peak = max(peak_before, peak_after)
-    report["matmul_peak_gflops"] = round(peak / 1e9, 1)
-    report["matmul_peak_gflops_before_after"] = [round(peak_before / 1e9, 1),
-                                                 round(peak_after / 1e9, 1)]
+    peak = record_peak(report, peak_before, matmul_peak_flops(n=spec["peak_n"]))
     for row, rate in zip(report["throughput"], flops_per_s):
         row["fraction_of_matmul_peak"] = round(rate / peak, 3)
     return report
