@@ -1,6 +1,6 @@
 """Training-step throughput: this codebase's jitted step vs transformers + torch AdamW.
 
-    python -m gramr2_jax.benchmarks.training [--quick] [--scan_layers] [--remat=full]
+    python -m gramr2_jax.benchmarks.training [--quick] [--scan_layers] [--remat=full] [--out F]
 
 Prints one JSON object. Both sides train the same Llama-style config on the same
 token batch with AdamW (SFT loss over every next token, float32 everywhere, so
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import pathlib
 import time
 
 import jax
@@ -29,7 +30,13 @@ import numpy as np
 from flax import nnx
 
 from gramr2_jax import hostmem
-from gramr2_jax.benchmarks.common import machine, matmul_peak_flops, timeit, torch_device
+from gramr2_jax.benchmarks.common import (
+    machine,
+    matmul_peak_flops,
+    record_peak,
+    timeit,
+    torch_device,
+)
 from gramr2_jax.models import ModelConfig, Transformer, config_to_hf
 from gramr2_jax.sharding import make_mesh
 from gramr2_jax.training.losses import Objective
@@ -129,6 +136,7 @@ def main() -> None:
     parser.add_argument("--seq_len", type=int, default=None)
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--skip_torch", action="store_true")
+    parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args()
 
     cfg = (QUICK if args.quick else BENCH).replace(scan_layers=args.scan_layers, remat=args.remat)
@@ -140,7 +148,7 @@ def main() -> None:
     flops_per_step = 6 * matmul_params(cfg) * tokens
 
     peak_n = 256 if args.quick else None
-    peak = matmul_peak_flops(jnp.float32, n=peak_n)
+    peak_before = matmul_peak_flops(jnp.float32, n=peak_n)
     results = {"model_params": cfg.num_params(), "matmul_params": matmul_params(cfg),
                "batch_size": batch_size, "seq_len": seq_len, "scan_layers": args.scan_layers,
                "remat": args.remat, "backend": jax.default_backend(),
@@ -148,17 +156,17 @@ def main() -> None:
     sides = {"jax": time_jax(cfg, batch, iters)}
     if not args.skip_torch:
         sides["torch"] = time_torch(cfg, batch, iters)
-    # Peak measured before and after the steps, the higher one: a peak caught in a busy
-    # moment would inflate MFU.
-    peak = max(peak, matmul_peak_flops(jnp.float32, n=peak_n))
-    results["f32_matmul_peak_gflops"] = peak / 1e9
+    peak = record_peak(results, peak_before, matmul_peak_flops(jnp.float32, n=peak_n))
     for name, side in sides.items():
         side["tokens_per_s"] = tokens / side["step_s"]
         side["mfu"] = flops_per_step / side["step_s"] / peak
         results[name] = side
     if "torch" in sides:
         results["jax_speedup_vs_torch"] = sides["torch"]["step_s"] / sides["jax"]["step_s"]
-    print(json.dumps(results, indent=2))
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.out:
+        pathlib.Path(args.out).write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,8 @@ def test_quick_benchmark_runs_both_sides():
                           cwd=REPO, env=_env(1), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout[proc.stdout.index("{"):])
+    # The peak is the higher of the readings before and after the steps (common.record_peak).
+    assert result["matmul_peak_gflops"] == max(result["matmul_peak_gflops_before_after"]) > 0
     for side in ("jax", "torch"):
         assert result[side]["tokens_per_s"] > 0 and result[side]["mfu"] > 0
         # Both start from a random init on the same tokens: loss ≈ ln(vocab).
