@@ -79,22 +79,70 @@ class Loader:
             return np.arange(n)
         return np.random.default_rng([self.seed, epoch]).permutation(n)
 
+    def _window_indices(self, epoch: int, position: int) -> list[int]:
+        return [int(i) for i in self.epoch_order(epoch)[position: position + self.window_size]]
+
+    def _cut(self, lengths: Sequence[int], epoch: int, position: int) -> list[list[int]]:
+        """A window's global batches as positions in its kept examples: a stable sort by
+        length, cut into global batches, put in a seeded order."""
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        batches = [order[i: i + self.global_batch] for i in range(0, len(order), self.global_batch)]
+        if self.shuffle:
+            shuffled = np.random.default_rng([self.seed, epoch, position]).permutation(len(batches))
+            batches = [batches[j] for j in shuffled]
+        return batches
+
     def _plan_window(self, epoch: int, position: int) -> list[list[Example]]:
-        indices = self.epoch_order(epoch)[position: position + self.window_size]
         examples = []
-        for i in indices:
-            example = self.encode(self.source[int(i)])
+        for i in self._window_indices(epoch, position):
+            example = self.encode(self.source[i])
             if example is None:
                 self.num_rejected += 1
             else:
                 examples.append(example)
-        # Stable sort by length, then batches in a seeded order.
-        examples.sort(key=example_length)
-        batches = [examples[i: i + self.global_batch] for i in range(0, len(examples), self.global_batch)]
-        if self.shuffle:
-            order = np.random.default_rng([self.seed, epoch, position]).permutation(len(batches))
-            batches = [batches[j] for j in order]
-        return batches
+        cut = self._cut([example_length(e) for e in examples], epoch, position)
+        return [[examples[j] for j in batch] for batch in cut]
+
+    def first_batch_of_each_shape(self, num_batches: int) -> Iterator[dict[str, np.ndarray]]:
+        """For compiling ahead: among the next `num_batches` batches, the first of each
+        new shape (length bucket), in the order they will come, as this host's batch.
+
+        Planned from the state at this call, which it does not change; the generator
+        encodes every example it plans through (once; lengths are cached) in whichever
+        thread iterates it, and does not count rejected examples.
+        """
+        state = self.get_state()
+        return self._first_of_each_shape(state, num_batches)
+
+    def _first_of_each_shape(self, state: dict[str, int],
+                             num_batches: int) -> Iterator[dict[str, np.ndarray]]:
+        lengths: dict[int, int | None] = {}
+
+        def length(i: int) -> int | None:
+            if i not in lengths:
+                example = self.encode(self.source[i])
+                lengths[i] = None if example is None else example_length(example)
+            return lengths[i]
+
+        epoch, position, skip = state["epoch"], state["position"], state["batch_in_window"]
+        seen: set[int] = set()
+        while num_batches > 0 and (self.num_epochs is None or epoch < self.num_epochs):
+            if position >= len(self.source):
+                epoch, position, skip = epoch + 1, 0, 0
+                continue
+            kept = [i for i in self._window_indices(epoch, position) if length(i) is not None]
+            for batch in self._cut([length(i) for i in kept], epoch, position)[skip:]:
+                if num_batches == 0:
+                    return
+                num_batches -= 1
+                rows = [kept[j] for j in batch]
+                bucket = bucket_length(max(lengths[i] for i in rows), self.length_buckets)
+                if bucket not in seen:
+                    seen.add(bucket)
+                    examples = [self.encode(self.source[i]) for i in rows]
+                    start = self.process_index * self.batch_size
+                    yield self._collate_host(examples[start: start + self.batch_size], examples)
+            position, skip = position + self.window_size, 0
 
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self

@@ -53,6 +53,10 @@ class TrainConfig:
     progress_bar: bool = True
     # Batches made ahead in a background thread while the step runs (0: made in the loop).
     prefetch_batches: int = 2
+    # Compile the step for the coming batch shapes (length buckets) in a background
+    # thread while earlier steps run, where the source can tell them
+    # (Loader.first_batch_of_each_shape); one JAX process only.
+    compile_ahead: bool = True
 
     def __post_init__(self):
         errors = []

@@ -19,7 +19,9 @@ import functools
 import logging
 import os
 import pathlib
-from typing import Any, Callable, Iterator
+import threading
+import time
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
 import numpy as np
@@ -103,6 +105,10 @@ class Trainer:
             self.workdir / "checkpoints", layout=layout_facts(self.model_config, cfg.loss),
             save_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
             async_save=cfg.async_checkpoints)
+        # Batch shape -> Event set once the step is compiled for it (_compile_ahead).
+        self._compiles: dict[tuple, threading.Event] = {}
+        self._compile_lock = threading.Lock()
+        self.compile_wait_s = 0.0  # steps' waits for the background compiles
 
     @property
     def model(self) -> nnx.Module:
@@ -130,6 +136,7 @@ class Trainer:
         step = start
         # The next batches are made while the step runs; checkpoints get the state of the
         # batches consumed, not of those read ahead.
+        stop_compiling = self._compile_ahead(train_source, cfg.num_steps - start)
         source = (Prefetcher(train_source, cfg.prefetch_batches) if cfg.prefetch_batches
                   else train_source)
         try:
@@ -151,6 +158,10 @@ class Trainer:
                 self.checkpointer.save(step, self.state, source.get_state(), force=True)
                 self.checkpointer.wait()
         finally:
+            if stop_compiling is not None:
+                stop_compiling.set()
+                log.info("train step: %d batch shapes; the steps waited %.1f s for the "
+                         "background compiles", len(self._compiles), self.compile_wait_s)
             if source is not train_source:
                 source.close()
             bar.close()
@@ -160,12 +171,76 @@ class Trainer:
         return TrainResult(model=self.model, step=step, start_step=start, last_metrics=last,
                            export_dir=export_dir)
 
+    # ------------------------------------------------------------------ compile ahead
+
+    def _compile_ahead(self, train_source, num_batches: int) -> threading.Event | None:
+        """Starts compiling, in a background thread, the step for each new batch shape the
+        source will give in its next `num_batches` batches, one after another, so the
+        compiles overlap the steps before them (on CPU the compile takes a core the step
+        would use; on an accelerator it takes none). Returns the Event that stops it
+        after its current compile, or None where nothing was started.
+
+        The thread only lowers and compiles (jit's ahead-of-time path; the step then finds
+        the program in JAX's caches); it runs nothing. A step whose shape the thread is
+        compiling waits for it; results do not change.
+        """
+        plan = getattr(train_source, "first_batch_of_each_shape", None)
+        if not self.cfg.compile_ahead or plan is None or jax.process_count() > 1:
+            return None
+        previews = plan(num_batches)  # planned from the source's state now, on this thread
+        # Shapes and shardings only: the step donates the state's buffers.
+        state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
+                             self.state)
+        stop = threading.Event()
+        threading.Thread(target=self._compile_all, args=(previews, state, stop), daemon=True,
+                         name="gramr2-train-compile-ahead").start()
+        return stop
+
+    def _compile_all(self, previews: Iterator[Mapping[str, np.ndarray]], state,
+                     stop: threading.Event) -> None:
+        try:
+            for local_batch in previews:
+                if stop.is_set():
+                    return
+                key = _shape_key(local_batch)
+                with self._compile_lock:
+                    if key in self._compiles:
+                        continue
+                    ready = self._compiles[key] = threading.Event()
+                try:
+                    self.step_fn.lower(state, self._global_batch(local_batch)).compile()
+                finally:
+                    ready.set()
+        except Exception:  # noqa: BLE001 -- the steps compile, and raise, as usual
+            log.warning("compile_ahead stopped; the steps compile what is left", exc_info=True)
+
+    def _wait_for_compile(self, local_batch: Mapping[str, np.ndarray]) -> None:
+        """Waits if the background thread is compiling this batch's shape; otherwise
+        claims the shape, so the thread will not compile it again."""
+        key = _shape_key(local_batch)
+        with self._compile_lock:
+            ready = self._compiles.get(key)
+            if ready is None:
+                done = self._compiles[key] = threading.Event()
+                done.set()
+                return
+        if not ready.is_set():
+            start = time.perf_counter()
+            ready.wait()
+            self.compile_wait_s += time.perf_counter() - start
+
+    # ------------------------------------------------------------------ steps
+
+    def _global_batch(self, local_batch: Mapping[str, np.ndarray]) -> dict[str, jax.Array]:
+        global_batch_size = next(iter(local_batch.values())).shape[0] * jax.process_count()
+        spec = batch_spec(global_batch_size, self.mesh, self.cfg.sharding_rules)
+        return distributed.host_local_to_global(local_batch, self.mesh, spec)
+
     def _one_step(self, local_batch, step: int, writer: MetricsWriter,
                   train_source) -> dict[str, float]:
         cfg = self.cfg
-        global_batch_size = next(iter(local_batch.values())).shape[0] * jax.process_count()
-        spec = batch_spec(global_batch_size, self.mesh, cfg.sharding_rules)
-        batch = distributed.host_local_to_global(local_batch, self.mesh, spec)
+        batch = self._global_batch(local_batch)
+        self._wait_for_compile(local_batch)
         self.state, metrics = self.step_fn(self.state, batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         done = step + 1
@@ -196,6 +271,10 @@ class Trainer:
             if self.is_main:
                 np.savez(out / "reward_head.npz", **head)
         return out
+
+
+def _shape_key(local_batch: Mapping[str, np.ndarray]) -> tuple:
+    return tuple(sorted((k, np.shape(v), np.asarray(v).dtype.str) for k, v in local_batch.items()))
 
 
 def train(config: Any, model_or_dir: nnx.Module | str | os.PathLike, train_source,

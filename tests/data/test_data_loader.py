@@ -15,9 +15,9 @@ def _encode(i):
             "labels": i % 2, "ids": i}
 
 
-def _loader(n=203, **kw):
+def _loader(n=203, encode=_encode, **kw):
     kw = {"batch_size": 4, "seed": 0, "num_epochs": 2, "window_batches": 3, "length_buckets": BUCKETS, **kw}
-    return Loader(list(range(n)), _encode, **kw)
+    return Loader(list(range(n)), encode, **kw)
 
 
 def _ids(batches):
@@ -85,6 +85,39 @@ def test_rejected_examples_are_counted():
                     seed=0, num_epochs=1, length_buckets=BUCKETS)
     ids = sum(_ids(list(loader)), [])
     assert sorted(ids) == [i for i in range(20) if i % 5] and loader.num_rejected == 4
+
+
+@pytest.mark.parametrize("consumed,num_batches,host", [
+    (0, 200, (0, 1)),  # both epochs, then the loader ends
+    (0, 7, (0, 1)),  # stops inside the first epoch
+    (5, 60, (0, 1)),  # from inside a window: the window's consumed batches are skipped
+    (40, 30, (0, 1)),  # from the second epoch
+    (3, 200, (1, 3)),  # host 1 of 3: its rows of the first batch of each shape
+])
+def test_first_batch_of_each_shape_previews_the_stream(consumed, num_batches, host):
+    def make():  # rejects some examples, which the preview must skip as the loader does
+        return _loader(encode=lambda i: None if i % 11 == 0 else _encode(i),
+                       process_index=host[0], process_count=host[1])
+
+    loader = make()
+    it = iter(loader)
+    for _ in range(consumed):
+        next(it)
+    state, rejected = loader.get_state(), loader.num_rejected
+    previews = list(loader.first_batch_of_each_shape(num_batches))
+    assert loader.get_state() == state and loader.num_rejected == rejected  # untouched
+
+    expected = {}  # shape -> the first batch of that shape, in the order they come
+    rest = make()
+    rest.set_state(dict(state))
+    for _, batch in zip(range(num_batches), rest):
+        expected.setdefault(batch["tokens"].shape, batch)
+    assert len(expected) >= 2  # every case covers more than one shape
+    assert len(previews) == len(expected)
+    for got, want in zip(previews, expected.values()):
+        assert got.keys() == want.keys()
+        for key in want:
+            np.testing.assert_array_equal(got[key], want[key], err_msg=key)
 
 
 def test_too_long_example_errors():

@@ -2,17 +2,21 @@
 export."""
 
 import json
+import threading
 
 import jax
 import numpy as np
 import pytest
 from flax import nnx
 
+from gramr2_jax.data.loader import Loader
 from gramr2_jax.models import from_pretrained
 from gramr2_jax.training.checkpoint import CheckpointLayoutError
 from gramr2_jax.training.metrics_writer import read_metrics
 from gramr2_jax.training.trainer import NonFiniteError, Trainer, train
 from tests.training import tiny
+
+BACKEND_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 
 
 def _config(**overrides):
@@ -49,6 +53,40 @@ def test_reading_batches_ahead_changes_nothing(tmp_path):
     assert states[0] == states[1]
     with pytest.raises(ValueError, match="prefetch_batches: must be >= 0, got -1"):
         Trainer(_config(prefetch_batches=-1), tiny.tiny_model(0), tmp_path / "bad")
+
+
+def test_compiling_ahead_changes_nothing_and_compiles_each_shape_once(tmp_path):
+    # Prompts of 4..16 tokens + 4 target tokens; the first two batches are of length 16 and 32.
+    def loader():
+        return Loader(tiny.sft_examples(64, max_prompt=16), tiny.encode_sft, batch_size=8,
+                      seed=0, window_batches=2, length_buckets=(16, 32))
+
+    assert [b["tokens"].shape[1] for _, b in zip(range(8), loader())][:2] == [16, 32]
+
+    compiles = []  # the thread of each compile of the train step
+
+    def listener(event, duration, **kwargs):
+        if event == BACKEND_COMPILE_EVENT and "train_step" in str(kwargs.get("fun_name")):
+            compiles.append(threading.current_thread().name)
+
+    logs, states, threads = [], [], []
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        for ahead in (False, True):
+            jax.clear_caches()  # so each run compiles its step
+            compiles.clear()
+            source = loader()
+            train(_config(num_steps=8, compile_ahead=ahead), tiny.tiny_model(0), source,
+                  tmp_path / str(ahead))
+            logs.append(read_metrics(tmp_path / str(ahead) / "metrics.jsonl"))
+            states.append(source.get_state())
+            threads.append(list(compiles))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert len(logs[0]) == 8 and logs[0] == logs[1] and states[0] == states[1]
+    assert threads[0] == ["MainThread"] * 2  # one compile per shape, each when first met
+    # Ahead: still one compile per shape, the later shape at least in the background.
+    assert len(threads[1]) == 2 and "gramr2-train-compile-ahead" in threads[1], threads[1]
 
 
 def test_logs_eval_hook_and_export(tmp_path):
