@@ -211,8 +211,11 @@ class Trainer:
                     self.step_fn.lower(state, self._global_batch(local_batch)).compile()
                 finally:
                     ready.set()
-        except Exception:  # noqa: BLE001 -- the steps compile, and raise, as usual
-            log.warning("compile_ahead stopped; the steps compile what is left", exc_info=True)
+        except Exception as e:  # noqa: BLE001 -- the steps compile, and raise, as usual
+            # Bad input (e.g. an example longer than the largest bucket) reaches the training
+            # loop too, which reports it; here a line, not a second traceback.
+            log.warning("compile_ahead stopped (%s: %s); the steps compile what is left",
+                        type(e).__name__, e)
 
     def _wait_for_compile(self, local_batch: Mapping[str, np.ndarray]) -> None:
         """Waits if the background thread is compiling this batch's shape; otherwise
