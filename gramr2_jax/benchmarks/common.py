@@ -133,8 +133,13 @@ def json_main(description: str, argv: list[str] | None, run: Callable[[bool], di
     parser.add_argument("--out", help="also write the JSON here")
     args = parser.parse_args(argv)
     report = {"host_memory": hostmem.describe(), **run(args.quick)}
+    emit_json(report, args.out)
+    return report
+
+
+def emit_json(report: dict, out: str | None) -> None:
+    """Prints a benchmark's report as JSON, and also writes it to `out` when given."""
     text = json.dumps(report, indent=2)
     print(text)
-    if args.out:
-        pathlib.Path(args.out).write_text(text + "\n")
-    return report
+    if out:
+        pathlib.Path(out).write_text(text + "\n")

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import pathlib
 import time
 
 import jax
@@ -31,6 +29,7 @@ from flax import nnx
 
 from gramr2_jax import hostmem
 from gramr2_jax.benchmarks.common import (
+    emit_json,
     machine,
     matmul_peak_flops,
     record_peak,
@@ -163,10 +162,7 @@ def main() -> None:
         results[name] = side
     if "torch" in sides:
         results["jax_speedup_vs_torch"] = sides["torch"]["step_s"] / sides["jax"]["step_s"]
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        pathlib.Path(args.out).write_text(text + "\n")
+    emit_json(results, args.out)
 
 
 if __name__ == "__main__":
