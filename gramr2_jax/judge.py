@@ -28,6 +28,7 @@ import math
 import os
 import pathlib
 import tempfile
+import threading
 from typing import Callable, Iterable, Sequence
 
 import jax
@@ -269,21 +270,23 @@ class Judge:
                  for r in range(i * num_samples, (i + 1) * num_samples)] for i in range(num)]
 
     def _compile_ahead(self, chunks: Iterable[list[list[int]]], *, num_samples: int,
-                       method: Method) -> None:
+                       method: Method) -> threading.Thread | None:
         """Starts compiling, in the background, what `_sample_rows` will need for these
-        chunks of prompt ids (Sampler.compile_ahead). Tests that script `_sample_rows`
-        replace this too."""
-        self.sampler.compile_ahead(chunks, max_new_tokens=self.max_new_tokens,
+        chunks of prompt ids (Sampler.compile_ahead); returns the thread. Tests that
+        script `_sample_rows` replace this too."""
+        return self.sampler.compile_ahead(chunks, max_new_tokens=self.max_new_tokens,
                                    method=method, num_samples=num_samples,
                                    verdict=self.verdict, return_logprobs=False)
 
     def compile_ahead(self, calls: Iterable[tuple[Sequence[str], Sequence[str], Sequence[str]]],
                       *, num_samples: int = 1, swap: bool = True,
-                      temperature: float | None = None, greedy: bool = False) -> None:
+                      temperature: float | None = None, greedy: bool = False
+                      ) -> threading.Thread | None:
         """Compiles, in the background, what `sample_judgments` calls on these (prompts,
         responses_a, responses_b) will need, in order, e.g. a labelling loop's next
-        shards. The prompts are built in the background thread too. Results do not
-        change; a call that comes before its compile compiles as usual."""
+        shards; returns the thread (None with several JAX processes). The prompts are
+        built in the background thread too. Results do not change; a call that comes
+        before its compile compiles as usual."""
         method = self._method(temperature, greedy, num_samples)
 
         def chunks():
@@ -293,7 +296,7 @@ class Judge:
                 for chunk in call_chunks:
                     yield [prompt_ids[r] for r in chunk]
 
-        self._compile_ahead(chunks(), num_samples=num_samples, method=method)
+        return self._compile_ahead(chunks(), num_samples=num_samples, method=method)
 
     def _chunks(self, prompts: Sequence[str], responses_a: Sequence[str],
                 responses_b: Sequence[str], swap: bool

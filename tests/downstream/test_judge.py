@@ -5,7 +5,6 @@ import json
 import math
 import subprocess
 import sys
-import threading
 
 import jax.numpy as jnp
 import numpy as np
@@ -224,10 +223,7 @@ def test_compiling_ahead_changes_no_judgment(judge, monkeypatch, caplog):
     # The calls of a labelling loop: compiled ahead, then run; none compiles anything new.
     calls = [(prompts[:3], a[:3], b[:3]), (prompts[3:], a[3:], b[3:])]
     with logging_compiles(caplog):
-        judge.compile_ahead(calls, num_samples=2, swap=True, temperature=1.0)
-        for thread in threading.enumerate():
-            if thread.name == "gramr2-compile-ahead":
-                thread.join()
+        judge.compile_ahead(calls, num_samples=2, swap=True, temperature=1.0).join()
         compiled = count_compiles(caplog)
         assert compiled > 0  # shapes no earlier test compiled
         ahead = [judge.sample_judgments(*call, **options) for call in calls]
