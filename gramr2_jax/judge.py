@@ -275,8 +275,8 @@ class Judge:
         chunks of prompt ids (Sampler.compile_ahead); returns the thread. Tests that
         script `_sample_rows` replace this too."""
         return self.sampler.compile_ahead(chunks, max_new_tokens=self.max_new_tokens,
-                                   method=method, num_samples=num_samples,
-                                   verdict=self.verdict, return_logprobs=False)
+                                          method=method, num_samples=num_samples,
+                                          verdict=self.verdict, return_logprobs=False)
 
     def compile_ahead(self, calls: Iterable[tuple[Sequence[str], Sequence[str], Sequence[str]]],
                       *, num_samples: int = 1, swap: bool = True,
