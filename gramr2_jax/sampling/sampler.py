@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from gramr2_jax import sharding
+from gramr2_jax import compile_ahead, sharding
 from gramr2_jax.sampling import decode, scoring
 from gramr2_jax.sampling.methods import Method, make_method
 from gramr2_jax.sampling.padding import (
@@ -78,9 +78,6 @@ class _Call:
     num: int  # real prompts; the rest of the batch is dummy rows
     key: tuple  # what selects the compiled function
 
-
-_DONE = threading.Event()
-_DONE.set()  # the state of every shape compile_ahead is not compiling
 
 
 # The most rows at which a CPU decode step runs feature-major by default: the benchmark's
@@ -152,9 +149,7 @@ class Sampler:
         # One jitted function per sampler: its cache is keyed by the static plan
         # and shapes; the sharding rules are fixed per sampler (read at trace time).
         self._generate = jax.jit(decode.generate, static_argnums=(0, 7))
-        # Shape key -> Event set once its function is compiled (compile_ahead).
-        self._compiles: dict[tuple, threading.Event] = {}
-        self._compile_lock = threading.Lock()
+        self._compiles = compile_ahead.Compiles()  # shape key -> compiled (compile_ahead)
         self._score = jax.jit(scoring.token_logprobs, static_argnums=(0, 5))
 
     # ------------------------------------------------------------------ helpers
@@ -258,9 +253,7 @@ class Sampler:
                 temperature, top_k, top_p), num_samples=num_samples, seed=seed,
             stop_tokens=stop_tokens, return_logprobs=return_logprobs, prompt_ids=prompt_ids,
             verdict=verdict, prefix=prefix, params=params)
-        with self._compile_lock:
-            ready = self._compiles.setdefault(call.key, _DONE)
-        ready.wait()  # a compile_ahead thread is compiling this shape: use its result
+        self._compiles.wait(call.key)  # a compile_ahead thread compiling it: use its result
         with self._context():
             out = self._generate(*call.args, jnp.int32(call.num))
         num = call.num
@@ -299,27 +292,14 @@ class Sampler:
         kwargs = dict(max_new_tokens=max_new_tokens, method=method, num_samples=num_samples,
                       seed=0, stop_tokens=stop_tokens, return_logprobs=return_logprobs,
                       prompt_ids=None, verdict=verdict, prefix=prefix, params=None)
-        thread = threading.Thread(target=self._compile_all, args=(prompt_batches, kwargs),
-                                  daemon=True, name="gramr2-compile-ahead")
-        thread.start()
-        return thread
+        def compile_one(call: _Call) -> None:
+            with self._context():
+                self._generate.lower(*call.args, jnp.int32(call.num)).compile()
 
-    def _compile_all(self, prompt_batches: Iterable[Sequence[Prompt]], kwargs: dict) -> None:
-        try:
-            for prompts in prompt_batches:
-                call = self._prepare(prompts, **kwargs)
-                with self._compile_lock:
-                    if call.key in self._compiles:
-                        continue
-                    ready = self._compiles[call.key] = threading.Event()
-                try:
-                    with self._context():  # ahead-of-time: compiles, runs nothing
-                        self._generate.lower(*call.args, jnp.int32(call.num)).compile()
-                finally:
-                    ready.set()
-        except Exception:  # noqa: BLE001 -- the generate calls compile, and raise, as usual
-            log.warning("compile_ahead stopped; the generate calls compile what is left",
-                        exc_info=True)
+        return self._compiles.start(
+            (self._prepare(prompts, **kwargs) for prompts in prompt_batches),
+            key=lambda call: call.key, compile_one=compile_one, name="gramr2-compile-ahead",
+            what="generate calls")
 
     def _prepare(self, prompts: Sequence[Prompt], *, max_new_tokens: int, method: Method,
                  num_samples: int, seed: int, stop_tokens: Sequence[int] | None,

@@ -20,7 +20,6 @@ import logging
 import os
 import pathlib
 import threading
-import time
 from typing import Any, Callable, Iterator, Mapping
 
 import jax
@@ -28,7 +27,7 @@ import numpy as np
 import tqdm
 from flax import nnx
 
-from gramr2_jax import distributed, sharding as sharding_lib
+from gramr2_jax import compile_ahead, distributed, sharding as sharding_lib
 from gramr2_jax.data.prefetch import Prefetcher
 from gramr2_jax.models import Transformer, from_pretrained, save_pretrained
 from gramr2_jax.training import optimizer as optimizer_lib
@@ -105,10 +104,7 @@ class Trainer:
             self.workdir / "checkpoints", layout=layout_facts(self.model_config, cfg.loss),
             save_every=cfg.checkpoint_every, keep=cfg.keep_checkpoints,
             async_save=cfg.async_checkpoints)
-        # Batch shape -> Event set once the step is compiled for it (_compile_ahead).
-        self._compiles: dict[tuple, threading.Event] = {}
-        self._compile_lock = threading.Lock()
-        self.compile_wait_s = 0.0  # steps' waits for the background compiles
+        self._compiles = compile_ahead.Compiles()  # batch shape -> compiled (_compile_ahead)
 
     @property
     def model(self) -> nnx.Module:
@@ -161,7 +157,7 @@ class Trainer:
             if stop_compiling is not None:
                 stop_compiling.set()
                 log.info("train step: %d batch shapes; the steps waited %.1f s for the "
-                         "background compiles", len(self._compiles), self.compile_wait_s)
+                         "background compiles", len(self._compiles), self._compiles.wait_s)
             if source is not train_source:
                 source.close()
             bar.close()
@@ -192,45 +188,13 @@ class Trainer:
         state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                              self.state)
         stop = threading.Event()
-        threading.Thread(target=self._compile_all, args=(previews, state, stop), daemon=True,
-                         name="gramr2-train-compile-ahead").start()
+        # Bad input (e.g. an example longer than the largest bucket) stops the thread with
+        # one warning line; the training loop reports it.
+        self._compiles.start(
+            previews, key=_shape_key,
+            compile_one=lambda batch: self.step_fn.lower(state, self._global_batch(batch)).compile(),
+            name="gramr2-train-compile-ahead", what="steps", stop=stop)
         return stop
-
-    def _compile_all(self, previews: Iterator[Mapping[str, np.ndarray]], state,
-                     stop: threading.Event) -> None:
-        try:
-            for local_batch in previews:
-                if stop.is_set():
-                    return
-                key = _shape_key(local_batch)
-                with self._compile_lock:
-                    if key in self._compiles:
-                        continue
-                    ready = self._compiles[key] = threading.Event()
-                try:
-                    self.step_fn.lower(state, self._global_batch(local_batch)).compile()
-                finally:
-                    ready.set()
-        except Exception as e:  # noqa: BLE001 -- the steps compile, and raise, as usual
-            # Bad input (e.g. an example longer than the largest bucket) reaches the training
-            # loop too, which reports it; here a line, not a second traceback.
-            log.warning("compile_ahead stopped (%s: %s); the steps compile what is left",
-                        type(e).__name__, e)
-
-    def _wait_for_compile(self, local_batch: Mapping[str, np.ndarray]) -> None:
-        """Waits if the background thread is compiling this batch's shape; otherwise
-        claims the shape, so the thread will not compile it again."""
-        key = _shape_key(local_batch)
-        with self._compile_lock:
-            ready = self._compiles.get(key)
-            if ready is None:
-                done = self._compiles[key] = threading.Event()
-                done.set()
-                return
-        if not ready.is_set():
-            start = time.perf_counter()
-            ready.wait()
-            self.compile_wait_s += time.perf_counter() - start
 
     # ------------------------------------------------------------------ steps
 
@@ -243,7 +207,7 @@ class Trainer:
                   train_source) -> dict[str, float]:
         cfg = self.cfg
         batch = self._global_batch(local_batch)
-        self._wait_for_compile(local_batch)
+        self._compiles.wait(_shape_key(local_batch))
         self.state, metrics = self.step_fn(self.state, batch)
         metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}
         done = step + 1

@@ -4,9 +4,9 @@ import dataclasses
 
 import numpy as np
 
+from gramr2_jax.compile_ahead import DONE
 from gramr2_jax.sampling import Sampler
 from gramr2_jax.sampling.methods import make_method
-from gramr2_jax.sampling.sampler import _DONE
 from tests.sampling.conftest import MIXED, TINY, count_compiles, logging_compiles, tiny_model
 
 # Three calls of three shapes: prompt buckets and packed widths differ.
@@ -50,9 +50,9 @@ def test_shapes_already_compiled_are_skipped_and_a_failure_is_left_to_the_call(c
         assert count_compiles(caplog) == 3  # the call's shape, then the two others
     # The thread registered (and compiled) only the two shapes no call had compiled: the
     # call's shape still holds the call's marker, not an event of the thread's.
-    markers = list(sampler._compiles.values())
-    assert len(markers) == 3 and markers[0] is _DONE
-    assert all(m is not _DONE and m.is_set() for m in markers[1:])
+    markers = sampler._compiles.markers()
+    assert len(markers) == 3 and markers[0] is DONE
+    assert all(m is not DONE and m.is_set() for m in markers[1:])
     # A bad batch stops the thread with a warning; the call raises the error itself.
     sampler.compile_ahead([[]], method=method, **OPTIONS).join()
     assert "compile_ahead stopped" in caplog.text
