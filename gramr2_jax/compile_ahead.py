@@ -6,10 +6,17 @@ compiles, runs nothing; the call then finds the program in JAX's caches). A call
 `Compiles.wait` first: it waits while the thread compiles its shape, and otherwise
 claims the shape so the thread skips it. So each shape compiles once, and results do
 not change.
+
+The threads are daemons, so they never hold a process open; but a daemon thread inside
+XLA's compiler when the interpreter finalizes aborts the process ("terminate called ...",
+exit status 134), which would turn a clean exit or a clear error into a crash. So at
+exit every running thread is told to stop and is joined: the exit waits for at most the
+compile each thread is in.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
@@ -21,6 +28,30 @@ T = TypeVar("T")
 
 DONE = threading.Event()
 DONE.set()  # the marker of a shape a call claimed (no thread compiles it)
+
+_running: set[threading.Thread] = set()  # the compile threads not yet finished
+_running_lock = threading.Lock()
+_exiting = threading.Event()  # set at interpreter exit: every thread stops
+_at_exit_registered = False
+
+
+def _finish_at_exit() -> None:
+    """Stops the compile threads and waits for each one's current compile to end."""
+    _exiting.set()
+    with _running_lock:
+        threads = list(_running)
+    for thread in threads:
+        thread.join()
+
+
+def _register_at_exit() -> None:
+    # Registered when the first thread starts, after JAX's own exit handlers: atexit
+    # runs handlers last-registered first, so the threads finish before JAX tears down.
+    global _at_exit_registered
+    with _running_lock:
+        if not _at_exit_registered:
+            atexit.register(_finish_at_exit)
+            _at_exit_registered = True
 
 
 class Compiles:
@@ -65,7 +96,7 @@ class Compiles:
         def run():
             try:
                 for item in items:
-                    if stop is not None and stop.is_set():
+                    if _exiting.is_set() or (stop is not None and stop.is_set()):
                         return
                     ready = self._claim(key(item))
                     if ready is None:
@@ -77,7 +108,13 @@ class Compiles:
             except Exception as e:  # noqa: BLE001 -- see the docstring
                 log.warning("compile_ahead stopped (%s: %s); the %s compile what is left",
                             type(e).__name__, e, what)
+            finally:
+                with _running_lock:
+                    _running.discard(threading.current_thread())
 
+        _register_at_exit()
         thread = threading.Thread(target=run, daemon=True, name=name)
+        with _running_lock:
+            _running.add(thread)
         thread.start()
         return thread

@@ -1,6 +1,11 @@
 """compile_ahead: the background compiles are the ones the calls then use, results unchanged."""
 
 import dataclasses
+import os
+import pathlib
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 
@@ -56,3 +61,40 @@ def test_shapes_already_compiled_are_skipped_and_a_failure_is_left_to_the_call(c
     # A bad batch stops the thread with a warning; the call raises the error itself.
     sampler.compile_ahead([[]], method=method, **OPTIONS).join()
     assert "compile_ahead stopped" in caplog.text
+
+
+# Fails while the compile-ahead thread is inside XLA's compiler.
+_EXIT_WHILE_COMPILING = textwrap.dedent("""
+    import dataclasses, threading
+    import jax
+    from gramr2_jax.sampling import Sampler
+    from gramr2_jax.sampling.methods import make_method
+    from tests.sampling.conftest import TINY, tiny_model
+
+    inside = threading.Event()
+    compile_ = jax.stages.Lowered.compile
+    def compile_and_tell(self, *args, **kwargs):
+        inside.set()
+        return compile_(self, *args, **kwargs)
+    jax.stages.Lowered.compile = compile_and_tell
+
+    sampler = Sampler(tiny_model(config=dataclasses.replace(TINY, num_layers=4, mlp_dim=72)))
+    batches = [[list(range(3, 3 + n))] * 2 for n in (5, 20, 40, 70)]
+    sampler.compile_ahead(batches, method=make_method(1.0, None, 0.9), max_new_tokens=40)
+    assert inside.wait(120)
+    print("exiting while compiling", flush=True)
+    raise RuntimeError("the main thread fails")
+""")
+
+
+def test_a_process_that_fails_while_a_thread_compiles_exits_with_its_error():
+    # Before compile_ahead joined its threads at exit, XLA aborted the finalizing
+    # process here ("terminate called ...", exit status 134), after a clean exit too.
+    repo = pathlib.Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", _EXIT_WHILE_COMPILING], cwd=repo,
+                         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(repo)),
+                         capture_output=True, text=True, timeout=300)
+    assert "exiting while compiling" in out.stdout, out.stderr[-2000:]
+    assert out.returncode == 1, out.stderr[-2000:]
+    assert "RuntimeError: the main thread fails" in out.stderr
+    assert "terminate called" not in out.stderr
