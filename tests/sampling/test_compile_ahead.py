@@ -1,4 +1,5 @@
-"""compile_ahead: the background compiles are the ones the calls then use, results unchanged."""
+"""compile_ahead: the background compiles are the ones the calls then use, results unchanged;
+a process that fails while a thread compiles exits with its own error."""
 
 import dataclasses
 import os
