@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import threading
 from typing import Any, Iterable, Sequence
 
@@ -69,15 +68,11 @@ def _key_seed(seed: int) -> jax.Array:
     return jnp.uint32(int(seed) % (1 << 32))
 
 
-log = logging.getLogger(__name__)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Call:
     args: tuple[Any, ...]  # decode.generate's arguments but the last (the real prompts)
     num: int  # real prompts; the rest of the batch is dummy rows
     key: tuple  # what selects the compiled function
-
 
 
 # The most rows at which a CPU decode step runs feature-major by default: the benchmark's

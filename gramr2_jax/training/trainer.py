@@ -190,10 +190,11 @@ class Trainer:
         stop = threading.Event()
         # Bad input (e.g. an example longer than the largest bucket) stops the thread with
         # one warning line; the training loop reports it.
-        self._compiles.start(
-            previews, key=_shape_key,
-            compile_one=lambda batch: self.step_fn.lower(state, self._global_batch(batch)).compile(),
-            name="gramr2-train-compile-ahead", what="steps", stop=stop)
+        def compile_one(local_batch):
+            self.step_fn.lower(state, self._global_batch(local_batch)).compile()
+
+        self._compiles.start(previews, key=_shape_key, compile_one=compile_one,
+                             name="gramr2-train-compile-ahead", what="steps", stop=stop)
         return stop
 
     # ------------------------------------------------------------------ steps
