@@ -85,8 +85,14 @@ def main(argv):
     logging.getLogger("gramr2_jax.main").info(
         "%d %s devices (%d on this process)", jax.device_count(), jax.default_backend(),
         jax.local_device_count())
-    with exit_on_data_error():
-        pipeline.run(config, _WORKDIR.value)
+    try:
+        with exit_on_data_error():
+            pipeline.run(config, _WORKDIR.value)
+    except KeyboardInterrupt:
+        # Every finished step is on disk (shards, checkpoints, DONE markers).
+        print(f"\ninterrupted; rerun the same command to resume in {_WORKDIR.value}",
+              file=sys.stderr)
+        sys.exit(130)  # the shell's status for SIGINT
 
 
 if __name__ == "__main__":

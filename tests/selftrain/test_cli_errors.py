@@ -1,8 +1,11 @@
-"""`python -m gramr2_jax.main` / `.plan`: a bad --config gives one `error:` line and exit 2."""
+"""`python -m gramr2_jax.main` / `.plan`: a bad --config gives one `error:` line and exit 2;
+Ctrl-C gives one line and exit 130."""
 
 import pathlib
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -38,3 +41,32 @@ def test_plan_missing_config(tmp_path):
     proc = _run("gramr2_jax.plan", f"--config={tmp_path}/missing.py")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: --config:") and "missing.py" in proc.stderr
+
+
+def test_ctrl_c_says_how_to_resume(tmp_path):
+    """SIGINT mid-run: one line saying to rerun, exit 130, no traceback. (JAX's
+    garbage-collection callback can swallow an interrupt, jax-ml/jax#18246, so the
+    signal repeats until the run ends.)"""
+    workdir = tmp_path / "w"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gramr2_jax.main", f"--config={DEMO}:smoke",
+         f"--workdir={workdir}", "--compilation_cache="], cwd=REPO, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not (workdir / "config.json").exists():  # inside the pipeline
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.2)
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr[-3000:]
+    assert "Traceback" not in stderr, stderr[-3000:]
+    assert stderr.rstrip().endswith(
+        f"interrupted; rerun the same command to resume in {workdir}"), stderr[-3000:]
