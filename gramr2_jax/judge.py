@@ -10,8 +10,10 @@ Frames. A pair (prompt, A, B) is shown to the model as (A, B) and, with swap, as
 Rules used by `compare`:
 - votes: every sample of both orders, mapped to the original frame; abstains
   (no parseable verdict) are counted under None and never vote.
-- verdict: the majority of the A/B votes. A tie is broken by p_a (> 0.5 → A,
-  < 0.5 → B); with p_a unknown or exactly 0.5 the verdict is None.
+- verdict: the majority of the A/B votes. A tie is broken by the side of 0.5 that
+  p_a lies on (> 0.5 → A, < 0.5 → B), decided exactly from the samples' log-odds
+  (sampling.verdict.mean_prob_side), so probabilities that round to 0 or 1 still
+  decide; with p_a unknown or exactly 0.5 the verdict is None.
 - p_a: mean over samples of both orders of p(original A ≻ B) read at the
   verdict position; samples without one are left out (None if none is left).
 - position_flip: the majority of the original-order samples differs from the
@@ -42,7 +44,14 @@ from gramr2_jax.data.jsonl import read_rows
 from gramr2_jax.data.prompts import JudgePromptBuilder, check_verdict_tokens, swap_response_names
 from gramr2_jax.data.schema import UnlabelledPair
 from gramr2_jax.downstream import ranking
-from gramr2_jax.sampling import Greedy, Method, Sampler, Verdict, make_method
+from gramr2_jax.sampling import (
+    Greedy,
+    Method,
+    Sampler,
+    Verdict,
+    make_method,
+    verdict as verdict_lib,
+)
 
 JUDGE_CONFIG = "gramr2_judge.json"
 JUDGE_CONFIG_KEYS = ("template", "max_prompt_len", "max_new_tokens", "temperature", "top_p")
@@ -60,6 +69,8 @@ class Sample:
     verdict: str | None  # "A" | "B" | None (abstain), parsed with judge_format
     p_first: float  # p(first-listed response better) at the verdict position; NaN if none
     num_tokens: int  # generated tokens, stop token included
+    # log p(first) / p(second) there, which does not round off as p_first does; NaN if none
+    log_odds_first: float = math.nan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +104,13 @@ def _p_original_a(sample: Sample, swapped: bool) -> float:
     return 1.0 - sample.p_first if swapped else sample.p_first
 
 
+def _log_odds_original_a(sample: Sample, swapped: bool) -> float:
+    x = sample.log_odds_first
+    if math.isnan(x):  # a sample given p only (a scripted one)
+        x = verdict_lib.log_odds(sample.p_first)
+    return -x if swapped else x
+
+
 def _rationale(agreeing: list[tuple[Sample, bool]], verdict: str) -> str:
     """The rationale of an original-order sample if any (its letters need no renaming), the
     one most confident in the verdict; a swapped sample's letters are renamed."""
@@ -115,8 +133,10 @@ def combine(pair: PairJudgments) -> Comparison:
     p_a = float(np.mean(probs)) if probs else None
     verdict = _majority(verdicts)
     tied = verdict is None and votes["A"] > 0  # (no majority with A votes means A == B)
-    if tied and p_a is not None and p_a != 0.5:
-        verdict = "A" if p_a > 0.5 else "B"
+    if tied:
+        log_odds = [x for x in (_log_odds_original_a(s, swapped) for s, swapped in tagged)
+                    if not math.isnan(x)]
+        verdict = {1: "A", -1: "B", 0: None}[verdict_lib.mean_prob_side(log_odds)]
     order_verdicts = (_majority(verdicts[:len(pair.original)]),
                       _majority(verdicts[len(pair.original):]))
     flip = None
@@ -256,17 +276,20 @@ class Judge:
         return make_method(temperature, None, getattr(self.method, "top_p", None))
 
     def _sample_rows(self, prompt_ids: list[list[int]], keys: list[int], *, num_samples: int,
-                     seed: int, method: Method) -> list[list[tuple[str, float, int]]]:
-        """Per prompt, k (generated text, p_first, num_tokens): one sampler call, the k
-        samples sharing one prefill (the sampler pads the call to its batch_bucket).
-        Tests replace this with a scripted fake."""
+                     seed: int, method: Method
+                     ) -> list[list[tuple[str, float, int] | tuple[str, float, int, float]]]:
+        """Per prompt, k (generated text, p_first, num_tokens, log_odds_first): one sampler
+        call, the k samples sharing one prefill (the sampler pads the call to its
+        batch_bucket). Tests replace this with a scripted fake, which may leave out
+        log_odds_first."""
         num = len(prompt_ids)
         out = self.sampler.generate(
             prompt_ids, max_new_tokens=self.max_new_tokens, method=method,
             num_samples=num_samples, seed=seed, prompt_ids=keys, verdict=self.verdict,
             return_logprobs=False)
         p_first = out.verdict_probs[:, 0]
-        return [[(out.texts[r], float(p_first[r]), int(out.lengths[r]))
+        log_odds = out.verdict_logprobs[:, 0] - out.verdict_logprobs[:, 1]
+        return [[(out.texts[r], float(p_first[r]), int(out.lengths[r]), float(log_odds[r]))
                  for r in range(i * num_samples, (i + 1) * num_samples)] for i in range(num)]
 
     def _compile_ahead(self, chunks: Iterable[list[list[int]]], *, num_samples: int,
@@ -344,12 +367,13 @@ class Judge:
                 for i in range(len(prompts))]
 
     @staticmethod
-    def _sample(text: str, p_first: float, num_tokens: int) -> Sample:
+    def _sample(text: str, p_first: float, num_tokens: int,
+                log_odds_first: float = math.nan) -> Sample:
         # The sampler records p at the FIRST "<answer>"; the parser reads the LAST one.
         # With several, the recorded p may belong to another verdict, so drop it.
         if text.count(jf.ANSWER_OPEN) > 1:
-            p_first = math.nan
-        return Sample(text, jf.parse_verdict(text), p_first, num_tokens)
+            p_first = log_odds_first = math.nan
+        return Sample(text, jf.parse_verdict(text), p_first, num_tokens, log_odds_first)
 
     # ------------------------------------------------------------------ judging
 

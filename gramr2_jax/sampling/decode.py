@@ -246,5 +246,6 @@ def generate(graphdef: nnx.GraphDef, params: nnx.State, tokens_BP: jax.Array,
         out["logprobs"] = state.logprobs_RN
     if state.verdict is not None:
         out["verdict_probs"] = verdict_lib.probs(state.verdict)
+        out["verdict_logprobs"] = verdict_lib.logprobs(state.verdict)
         out["verdict_found"] = state.verdict.found_R
     return out

@@ -48,6 +48,8 @@ class SampleOutput:
     texts     decoded rows WITHOUT the stop token (None without a tokenizer).
     verdict_probs [R, C] softmax over the candidate logits at the first trigger
                   (NaN where the trigger never came); see verdict.py.
+    verdict_logprobs [R, C] their logs, which do not round to 0 or 1 (log-odds of "A"
+                     against "B" = column 0 minus column 1).
     """
 
     tokens: np.ndarray
@@ -58,6 +60,7 @@ class SampleOutput:
     sample_index: np.ndarray
     texts: list[str] | None = None
     verdict_probs: np.ndarray | None = None
+    verdict_logprobs: np.ndarray | None = None
     verdict_found: np.ndarray | None = None
 
 
@@ -263,7 +266,8 @@ class Sampler:
             logprobs=out.get("logprobs"), texts=texts,
             prompt_index=np.repeat(np.arange(num), num_samples),
             sample_index=np.tile(np.arange(num_samples), num),
-            verdict_probs=out.get("verdict_probs"), verdict_found=out.get("verdict_found"))
+            verdict_probs=out.get("verdict_probs"), verdict_logprobs=out.get("verdict_logprobs"),
+            verdict_found=out.get("verdict_found"))
 
     def compile_ahead(self, prompt_batches: Iterable[Sequence[Prompt]], *, max_new_tokens: int,
                       method: Method, num_samples: int = 1,

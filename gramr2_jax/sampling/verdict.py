@@ -5,7 +5,9 @@ Design: while sampling, each row keeps its last `len(trigger_ids)` tokens
 the trigger (e.g. the ids of "<answer>"), the row's raw model logits of the
 candidate ids (e.g. "A", "B") are recorded, before sampling that step's token.
 `probs` is the softmax over just those candidate logits, i.e.
-p(A) / (p(A) + p(B)) under the unmodified model (temperature 1, no top-k/p).
+p(A) / (p(A) + p(B)) under the unmodified model (temperature 1, no top-k/p);
+`logprobs` is its log, which keeps what the probabilities round away: in f32,
+candidate logits 17 apart already give p exactly 1.0.
 
 This costs no extra forward pass. The trigger must be the ids the model
 actually emits (BPE may merge across a boundary, e.g. ">\\n"); a prompt that
@@ -15,9 +17,12 @@ already ends with the trigger is recorded at the first generated position.
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 _NO_TOKEN = -1  # window filler before a row has that many tokens
@@ -74,3 +79,46 @@ def probs(state: VerdictState) -> jax.Array:
     """[R, C] softmax over the candidate logits; NaN where the trigger never came."""
     p = jax.nn.softmax(state.logits_RC, axis=-1)
     return jnp.where(state.found_R[:, None], p, jnp.nan)
+
+
+def logprobs(state: VerdictState) -> jax.Array:
+    """[R, C] log-softmax over the candidate logits; NaN where the trigger never came."""
+    logp = jax.nn.log_softmax(state.logits_RC, axis=-1)
+    return jnp.where(state.found_R[:, None], logp, jnp.nan)
+
+
+def mean_prob_side(log_odds: Sequence[float]) -> int:
+    """Which side of 1/2 the mean of sigmoid(x_i) lies on (+1 above, -1 below, 0 exactly on
+    it), for log-odds x_i = log p_i / (1 - p_i), decided without rounding.
+
+    The mean of the probabilities themselves reads exactly 1/2 whenever each is within
+    float precision of 0 or 1, e.g. for a judge that names the second response in both
+    orders with verdict logits 100 apart, though the two orders' probabilities differ.
+    Uses sum_i (sigmoid(x_i) - 1/2) = (n_above - n_below) / 2 - sum_above sigmoid(-x)
+    + sum_below sigmoid(x); with as many x above 0 as below, the two small sums are
+    compared as logs. Infinite x are allowed (p exactly 0 or 1); NaN is not.
+    """
+    x = np.asarray(log_odds, np.float64)
+    if np.isnan(x).any():
+        raise ValueError(f"mean_prob_side: NaN log-odds in {log_odds!r}")
+    above, below = x[x > 0], x[x < 0]
+    if len(above) != len(below):
+        total = ((len(above) - len(below)) / 2 - np.exp(_log_sigmoid(-above)).sum()
+                 + np.exp(_log_sigmoid(below)).sum())
+        return int(np.sign(total))
+    if not len(above):
+        return 0
+    gained = np.logaddexp.reduce(_log_sigmoid(below))  # log sum_below sigmoid(x)
+    lost = np.logaddexp.reduce(_log_sigmoid(-above))  # log sum_above sigmoid(-x)
+    return int(gained > lost) - int(gained < lost)
+
+
+def log_odds(p: float) -> float:
+    """log p / (1 - p): infinite at p = 0 or 1, NaN for NaN."""
+    if p == 0.0 or p == 1.0:
+        return math.copysign(math.inf, p - 0.5)
+    return math.log(p) - math.log1p(-p)
+
+
+def _log_sigmoid(x: np.ndarray) -> np.ndarray:
+    return -np.logaddexp(0.0, -x)

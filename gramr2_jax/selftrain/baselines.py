@@ -25,6 +25,7 @@ from gramr2_jax.data.batching import bt_encoder
 from gramr2_jax.data.prompts import PairSequenceBuilder
 from gramr2_jax.data.schema import LabelledPair
 from gramr2_jax.models import from_pretrained
+from gramr2_jax.sampling import verdict as verdict_lib
 from gramr2_jax.selftrain import artifacts, evaluation, stages
 
 BASELINES = ("bt", "verdict")
@@ -80,15 +81,16 @@ def evaluate_verdict(model_dir: pathlib.Path, builder, rows) -> dict[str, float]
         hidden, _ = m.hidden_states(tokens, input_mask_BT=mask)
         last = jnp.sum(mask, axis=1) - 1
         logits = m.logits(jnp.take_along_axis(hidden, last[:, None, None], axis=1))[:, 0]
-        return jax.nn.softmax(logits[:, ids], axis=-1)[:, 0]
+        return logits[:, ids[0]] - logits[:, ids[1]]  # log-odds of the first response
 
     seqs = []
     for r in rows:
         seqs.append(builder.encode_prompt(r["prompt"], r["response_a"], r["response_b"]) + prefix)
         seqs.append(builder.encode_prompt(r["prompt"], r["response_b"], r["response_a"]) + prefix)
-    p_first = _forward_last(model, seqs, read).reshape(-1, 2)
-    p_a = (p_first[:, 0] + 1.0 - p_first[:, 1]) / 2.0
-    return _accuracy(rows, [None if p == 0.5 else ("A" if p > 0.5 else "B") for p in p_a])
+    log_odds_first = _forward_last(model, seqs, read).reshape(-1, 2)
+    # The side of 1/2 the order-averaged p(A ≻ B) lies on, decided without rounding.
+    sides = [verdict_lib.mean_prob_side([x, -y]) for x, y in log_odds_first]
+    return _accuracy(rows, [{1: "A", -1: "B", 0: None}[side] for side in sides])
 
 
 def _bt_pairs(seed_rows: list[dict[str, Any]]) -> list[LabelledPair]:

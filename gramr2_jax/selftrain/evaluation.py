@@ -2,7 +2,8 @@
 
 Each test pair is judged greedily in both orders. The judge's verdict is the
 majority of the two parsed verdicts (in the original frame); when they disagree
-the order-averaged p(A ≻ B) decides (filters.majority_label); with no parsed
+the side of 1/2 the order-averaged p(A ≻ B) lies on decides, exactly even where
+both probabilities round to 0 or 1 (filters.majority_label); with no parsed
 verdict it abstains, which counts as wrong. Reported per category and overall:
   accuracy, abstain rate, position-bias rate (the two orders give different
   verdicts, among pairs where both gave one), and rationale faithfulness (share
@@ -23,14 +24,15 @@ from gramr2_jax.selftrain.filters import majority_label, sample_from_generation
 
 def pair_verdict(original, swapped) -> tuple[str | None, bool | None]:
     """(verdict, flipped) of one pair from its greedy judgment in each order."""
-    samples = [sample_from_generation(original.text, _prob(original.p_first), swapped=False),
-               sample_from_generation(swapped.text, _prob(swapped.p_first), swapped=True)]
+    samples = [sample_from_generation(s.text, _prob(s.p_first), swapped=swapped,
+                                      log_odds_first=_prob(s.log_odds_first))
+               for s, swapped in ((original, False), (swapped, True))]
     v1, v2 = (s.verdict for s in samples)
     flipped = None if v1 is None or v2 is None else v1 != v2
     return majority_label(samples), flipped
 
 
-def _prob(p: float | None) -> float | None:
+def _prob(p: float | None) -> float | None:  # (or log-odds)
     return None if p is None or math.isnan(p) else p
 
 

@@ -20,7 +20,8 @@ Filters, each switchable through FilterThresholds (None / False = off):
               e.g. synthetic.rationale.check_coherence): a rule on the text,
               which never sees a gold label
   self_check  some agreeing sample has teacher-forced p(verdict | rationale) >= sigma
-A pair with no majority (tie, or all abstain) is dropped as "no_label".
+A pair with no majority (all abstain, or a tie that p_a does not break: see
+majority_label) is dropped as "no_label".
 The kept pair's rationale is the agreeing sample, among those passing the
 rationale and self-check filters, with the highest p_verdict.
 """
@@ -37,6 +38,7 @@ import numpy as np
 
 from gramr2_jax.data import judge_format
 from gramr2_jax.data.prompts import swap_response_names
+from gramr2_jax.sampling import verdict as verdict_lib
 from gramr2_jax.selftrain.curriculum import FilterThresholds
 
 FILTER_NAMES = ("no_label", "vote", "confidence", "swap", "rationale", "self_check")
@@ -61,19 +63,26 @@ class JudgmentSample:
     p_a: float | None  # probability the ORIGINAL response A is better
     text: str  # the generated judgment, in the order the model saw
     self_check_prob: float | None = None  # teacher-forced p(verdict | rationale), if computed
+    # log p_a / (1 - p_a), which does not round off as p_a does; None: derived from p_a
+    log_odds_a: float | None = None
 
 
 def sample_from_generation(
-    text: str, p_first: float | None, *, swapped: bool, self_check_prob: float | None = None
+    text: str, p_first: float | None, *, swapped: bool, self_check_prob: float | None = None,
+    log_odds_first: float | None = None,
 ) -> JudgmentSample:
-    """A sample from generated text and p("A" token) at its answer position, as shown to the model.
+    """A sample from generated text and p("A" token) at its answer position, as shown to the
+    model (and its log-odds log p("A") / p("B"), when recorded).
 
     The verdict is parsed from the text (judge_format rules) and mapped to the original frame.
     """
     verdict = to_original_frame(judge_format.parse_verdict(text), swapped)
     p_a = None if p_first is None else (1.0 - p_first if swapped else p_first)
     p_verdict = None if verdict is None or p_a is None else (p_a if verdict == "A" else 1.0 - p_a)
-    return JudgmentSample(verdict, p_verdict, p_a, text, self_check_prob)
+    log_odds_a = None
+    if p_a is not None and log_odds_first is not None:
+        log_odds_a = -log_odds_first if swapped else log_odds_first
+    return JudgmentSample(verdict, p_verdict, p_a, text, self_check_prob, log_odds_a)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,15 +149,17 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
 
 
 def majority_label(samples: Sequence[JudgmentSample]) -> str | None:
-    """Most votes; a tie goes to the mean p_a side; still tied, or no votes at all -> None."""
+    """Most votes; a tie goes to the side of 1/2 the mean p_a lies on, decided exactly from
+    the log-odds (verdict.mean_prob_side: p_a of 0 and 1 in the two orders still decide);
+    exactly 1/2, no p_a, or no votes at all -> None."""
     votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
     if not votes:
         return None
     if votes["A"] != votes["B"]:
         return "A" if votes["A"] > votes["B"] else "B"
-    probs = [s.p_a for s in samples if s.p_a is not None]
-    mean_p_a = sum(probs) / len(probs) if probs else 0.5
-    return None if mean_p_a == 0.5 else ("A" if mean_p_a > 0.5 else "B")
+    log_odds = [verdict_lib.log_odds(s.p_a) if s.log_odds_a is None else s.log_odds_a
+                for s in samples if s.p_a is not None]
+    return {1: "A", -1: "B", 0: None}[verdict_lib.mean_prob_side(log_odds)]
 
 
 def _confidence(samples: Sequence[JudgmentSample], label: str) -> float:

@@ -25,14 +25,18 @@ def _shard_path(out_dir: pathlib.Path, index: int) -> pathlib.Path:
 
 
 def _sample_row(sample) -> dict[str, Any]:
-    p = sample.p_first
-    return {"text": sample.text, "p_first": None if p is None or math.isnan(p) else float(p)}
+    def number(x):
+        return None if x is None or math.isnan(x) else float(x)
+
+    return {"text": sample.text, "p_first": number(sample.p_first),
+            "log_odds_first": number(sample.log_odds_first)}
 
 
 def label_pool(judge, pool: Sequence[dict[str, Any]], out_dir: pathlib.Path, *,
                num_samples: int, swap: bool, temperature: float, seed: int, shard_size: int,
                process_index: int = 0, process_count: int = 1) -> None:
-    """Writes this host's missing shards (the rows carry generated texts and p_first)."""
+    """Writes this host's missing shards (the rows carry generated texts, p_first and its
+    log-odds)."""
     num_shards = math.ceil(len(pool) / shard_size)
     todo = [index for index in range(process_index, num_shards, process_count)
             if not _shard_path(out_dir, index).exists()]
@@ -65,8 +69,9 @@ def read_labels(out_dir: pathlib.Path, num_pairs: int, shard_size: int) -> list[
         if not path.exists():
             raise FileNotFoundError(f"{path}: labelling shard missing (did every host finish?)")
         records += artifacts.read_jsonl(path)
-    return [PairJudgments(
-        pair_id=r["id"],
-        original=[sample_from_generation(s["text"], s["p_first"], swapped=False) for s in r["original"]],
-        swapped=[sample_from_generation(s["text"], s["p_first"], swapped=True) for s in r["swapped"]],
-    ) for r in records]
+    def sample(s, swapped):  # shards written before 2026-11-29 have no log_odds_first
+        return sample_from_generation(s["text"], s["p_first"], swapped=swapped,
+                                      log_odds_first=s.get("log_odds_first"))
+
+    return [PairJudgments(pair_id=r["id"], original=[sample(s, False) for s in r["original"]],
+                          swapped=[sample(s, True) for s in r["swapped"]]) for r in records]

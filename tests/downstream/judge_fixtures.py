@@ -70,8 +70,9 @@ def judgment(verdict: str | None, rationale: str = "Feedback: fine.") -> str:
 class Script:
     """Replaces `Judge._sample_rows`: each prompt's samples come from `respond`.
 
-    respond(prompt_text, swapped) -> list of (text, p_first) per sample, where prompt_text
-    is the decoded judge prompt and swapped says whether the pair was shown as (B, A).
+    respond(prompt_text, swapped) -> list of (text, p_first) or (text, p_first,
+    log_odds_first) per sample, where prompt_text is the decoded judge prompt and swapped
+    says whether the pair was shown as (B, A).
     Calls are recorded as lists of decoded prompts.
     """
 
@@ -87,7 +88,7 @@ class Script:
             samples = self.respond(text, bool(key % 2))
             if len(samples) != num_samples:
                 raise ValueError(f"respond gave {len(samples)} samples, not {num_samples}")
-            out.append([(t, p, len(t)) for t, p in samples])
+            out.append([(t, p, len(t), *log_odds) for t, p, *log_odds in samples])
         return out
 
 

@@ -59,6 +59,22 @@ def test_position_biased_judge_tie_rule(judge, monkeypatch, p_swapped, verdict):
     assert (result.rationale is None) == (verdict is None)
 
 
+def test_saturated_tie_is_decided_by_the_log_odds(judge, monkeypatch):
+    # Names the second response in both orders, so sure that p_first rounds to 0 (f32
+    # softmax of logits 120 and 95 apart): p_a reads exactly 0.5. Exactly, it is
+    # (e^-120 + 1 - e^-95) / 2 < 0.5: the original order, against A, is the surer.
+    scripted(judge, monkeypatch,
+             lambda _, swapped: [(judgment("B"), 0.0, -95.0 if swapped else -120.0)])
+    [result] = judge.compare(["q"], ["a"], ["b"])
+    assert result.votes == {"A": 1, "B": 1, None: 0} and result.p_a == 0.5
+    assert result.verdict == "B"
+    [pair] = judge.sample_judgments(["q"], ["a"], ["b"])
+    assert (pair.original[0].log_odds_first, pair.swapped[0].log_odds_first) == (-120, -95)
+    # Without log-odds (p only), the same samples stay a tie.
+    scripted(judge, monkeypatch, lambda *_: [(judgment("B"), 0.0)])
+    assert judge.compare(["q"], ["a"], ["b"])[0].verdict is None
+
+
 def test_abstains_without_verdict_position(judge, monkeypatch):
     scripted(judge, monkeypatch, lambda *_: [(judgment(None), NAN)] * 2)
     [result] = judge.compare(["q"], ["a"], ["b"], num_samples=2)

@@ -116,12 +116,14 @@ def test_verdict_probs_after_trigger(model, sampler):
                  if tuple(seq[i:i + 2]) == trigger and i + 2 > len(PROMPTS[row]))
     logits = full_forward_logits(model, [seq])[0][first + 1, list(candidates)]
     np.testing.assert_allclose(out.verdict_probs[row], jax.nn.softmax(logits), atol=1e-5)
+    np.testing.assert_allclose(out.verdict_logprobs[row], jax.nn.log_softmax(logits), atol=1e-4)
     # Rows without the trigger report NaN.
     for r in range(len(PROMPTS)):
         s = PROMPTS[r] + greedy.tokens[r].tolist()
         seen = any(tuple(s[i:i + 2]) == trigger for i in range(len(PROMPTS[r]) - 1, len(s) - 2))
         assert out.verdict_found[r] == seen
         assert np.isnan(out.verdict_probs[r]).all() != seen
+        assert np.isnan(out.verdict_logprobs[r]).all() != seen
 
 
 def test_verdict_trigger_at_prompt_end(model, sampler):

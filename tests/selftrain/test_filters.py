@@ -123,6 +123,18 @@ def test_no_majority_is_dropped_even_with_filters_off():
     assert filter_pair(tie, ALL_OFF).label == "A"
     even = PairJudgments("p", [original("A", p=0.7), original("B", p=0.7)])
     assert filter_pair(even, ALL_OFF).reasons == ("no_label",)
+    # p(A) of 1 and 0 (rounded) average to 1/2 exactly; their log-odds still decide, and
+    # the more confident sample wins: 1 - p(A) = e^-40 for one, p(A) = e^-90 for the other.
+    saturated = [sample_from_generation(text("A"), 1.0, swapped=False, log_odds_first=40.0),
+                 sample_from_generation(text("B"), 0.0, swapped=False, log_odds_first=-90.0)]
+    assert [s.log_odds_a for s in saturated] == [40.0, -90.0]
+    assert filter_pair(PairJudgments("p", saturated), ALL_OFF).label == "B"
+    saturated[1] = sample_from_generation(text("A"), 1.0, swapped=True, log_odds_first=30.0)
+    assert saturated[1].verdict == "B" and saturated[1].log_odds_a == -30.0
+    assert filter_pair(PairJudgments("p", saturated), ALL_OFF).label == "A"
+    # Samples without log-odds (label shards from before they were recorded): a tie.
+    rounded = [sample_from_generation(text(v), p, swapped=False) for v, p in (("A", 1.0), ("B", 0.0))]
+    assert filter_pair(PairJudgments("p", rounded), ALL_OFF).reasons == ("no_label",)
 
 
 def test_rationale_rules():

@@ -1,0 +1,73 @@
+"""verdict.mean_prob_side against exact decimal arithmetic, and verdict.log_odds."""
+
+import decimal
+import math
+import random
+
+import pytest
+
+from gramr2_jax.sampling.verdict import log_odds, mean_prob_side
+
+INF = math.inf
+
+
+def _exact_side(xs) -> int:
+    """sign(sum_i sigmoid(x_i) - n/2) in 400-digit decimal arithmetic."""
+    with decimal.localcontext() as ctx:
+        ctx.prec = 400
+        total = decimal.Decimal(0)
+        for x in xs:
+            if math.isinf(x):
+                total += decimal.Decimal(1 if x > 0 else 0)
+            else:
+                total += 1 / (1 + decimal.Decimal(-x).exp())
+        total -= decimal.Decimal(len(xs)) / 2
+        return (total > 0) - (total < 0)
+
+
+@pytest.mark.parametrize("xs, side", [
+    ([], 0),
+    ([0.0], 0),
+    ([0.1], 1),
+    ([-0.1], -1),
+    ([5.0, -5.0], 0),
+    ([5.0, -4.9], 1),
+    # Names the second response in both orders, 120 and 95 apart: in the original frame
+    # the log-odds of A are -120 and +95. Both probabilities round to 0 and 1, their
+    # mean to exactly 1/2, yet sigmoid(95) falls short of 1 by more than sigmoid(-120)
+    # rises above 0.
+    ([-120.0, 95.0], -1),
+    ([-95.0, 120.0], 1),
+    ([800.0, -801.0], -1),  # beyond float64's exp range
+    ([INF, -INF], 0),
+    ([INF, -30.0], 1),
+    ([50.0, 50.0, -1e-4], 1),
+])
+def test_hand_built_cases(xs, side):
+    assert mean_prob_side(xs) == side == _exact_side(xs)
+    # The probability average this replaces reads 1/2 on the saturated cases.
+    if xs == [-120.0, 95.0]:
+        probs = [1 / (1 + math.exp(-x)) for x in xs]
+        assert sum(probs) / 2 == 0.5
+
+
+def test_random_cases_match_exact_arithmetic():
+    rng = random.Random(0)
+    for _ in range(2000):
+        n = rng.randint(1, 6)
+        scale = rng.choice([0.5, 5.0, 50.0, 300.0])
+        xs = [rng.uniform(-scale, scale) for _ in range(n)]
+        if rng.random() < 0.3 and n >= 2:  # an order-swapped mirror, nearly cancelling
+            xs[1] = -xs[0] + rng.choice([-1, 1]) * rng.uniform(0, 1e-3) * scale
+        assert mean_prob_side(xs) == _exact_side(xs), xs
+
+
+def test_nan_is_an_error():
+    with pytest.raises(ValueError, match="NaN"):
+        mean_prob_side([1.0, math.nan])
+
+
+def test_log_odds():
+    assert log_odds(0.0) == -INF and log_odds(1.0) == INF and log_odds(0.5) == 0.0
+    assert log_odds(0.9) == pytest.approx(math.log(9))
+    assert math.isnan(log_odds(math.nan))
