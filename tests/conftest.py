@@ -22,6 +22,12 @@ os.environ.setdefault("JAX_DEFAULT_MATMUL_PRECISION", "highest")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", "")
 
 
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment of a subprocess that runs JAX on the CPU: this process's (with the
+    settings above), JAX_PLATFORMS=cpu, then `extra`."""
+    return {**os.environ, "JAX_PLATFORMS": "cpu", **extra}
+
+
 def _shared_path() -> pathlib.Path:
     return pathlib.Path(os.environ.get("GRAMR2_SHARED", REPO.parent / "shared"))
 

@@ -1,13 +1,12 @@
 """The same-data baselines (Bradley-Terry head, GRAM-v1 verdict token) through main, and resumed."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow  # ~30 s: stage 0, stage 1 and both baselines
 
@@ -15,7 +14,7 @@ pytestmark = pytest.mark.slow  # ~30 s: stage 0, stage 1 and both baselines
 def _run(workdir):
     return subprocess.run(
         [sys.executable, "-m", "gramr2_jax.main",
-         "--config=configs/demo.py:smoke,variant=baselines", f"--workdir={workdir}"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+         "--config=configs/demo.py:smoke,variant=baselines", f"--workdir={workdir}"], cwd=REPO, env=subprocess_env(),
         capture_output=True, text=True, timeout=900)
 
 

@@ -1,7 +1,6 @@
 """`python -m gramr2_jax.main` / `.plan`: a bad --config gives one `error:` line and exit 2;
 Ctrl-C gives one line and exit 130."""
 
-import pathlib
 import signal
 import subprocess
 import sys
@@ -9,13 +8,14 @@ import time
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, subprocess_env
+
 DEMO = str(REPO / "configs" / "demo.py")
 
 
 def _run(module: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=300, cwd=REPO)
+                          timeout=300, cwd=REPO, env=subprocess_env())
 
 
 @pytest.mark.parametrize("config, extra, expected", [
@@ -50,8 +50,8 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     workdir = tmp_path / "w"
     proc = subprocess.Popen(
         [sys.executable, "-m", "gramr2_jax.main", f"--config={DEMO}:smoke",
-         f"--workdir={workdir}", "--compilation_cache="], cwd=REPO, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True)
+         f"--workdir={workdir}", "--compilation_cache="], cwd=REPO, env=subprocess_env(),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 240
         while not (workdir / "config.json").exists():  # inside the pipeline

@@ -1,12 +1,13 @@
 """main.configure_compilation_cache: on the CPU a copied or moved cache keeps its programs."""
 
-import os
 import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
+
+from tests.conftest import subprocess_env
 
 # Compiles one program with the cache at argv[1]; prints "hit" if it came from the cache.
 _PROGRAM = textwrap.dedent("""
@@ -31,7 +32,7 @@ _JAX_DEFAULT = ("jax.config.update('jax_persistent_cache_enable_xla_caches', "
 
 def _compile(program: str, cache) -> str:
     out = subprocess.run([sys.executable, "-c", program, str(cache)],
-                         env=dict(os.environ, JAX_PLATFORMS="cpu"), capture_output=True,
+                         env=subprocess_env(), capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     return out.stdout.split()[-1]

@@ -1,7 +1,6 @@
 """The whole smoke pipeline as 2 JAX processes (gloo on 127.0.0.1) sharing one workdir."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -11,7 +10,7 @@ import portpicker
 import pytest
 from safetensors.numpy import load_file
 
-from tests.conftest import REPO
+from tests.conftest import REPO, subprocess_env
 
 pytestmark = [pytest.mark.multihost, pytest.mark.slow]  # ~2 min: three pipeline processes
 
@@ -22,7 +21,7 @@ def _main(workdir, *extra):
 
 
 def test_two_process_pipeline_matches_one_process(tmp_path):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = subprocess_env()
     one = subprocess.run(_main(tmp_path / "one"), cwd=REPO, env=env, capture_output=True,
                          text=True, timeout=900)
     assert one.returncode == 0, one.stderr[-3000:]

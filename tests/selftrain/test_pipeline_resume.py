@@ -4,20 +4,19 @@ Every run shares one persistent compilation cache, so the resumed runs load prog
 that the uninterrupted run compiled: loaded programs give the same result too."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, subprocess_env
 
 pytestmark = pytest.mark.slow
 
 
 def _run(workdir, kill_at=None):
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = subprocess_env()
     env.pop("GRAMR2_KILL_AT", None)
     if kill_at:
         env["GRAMR2_KILL_AT"] = kill_at

@@ -1,7 +1,6 @@
 """round_study: a finished round retrained with one thing changed."""
 
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import pytest
 from configs import demo
 from gramr2_jax import synthetic
 from gramr2_jax.selftrain import artifacts, pipeline, round_study
+from tests.conftest import subprocess_env
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_the_study_retrains_a_smoke_round_reproducibly_from_the_command_line(tmp
     """The smoke judge writes no verdicts, so its rounds keep nothing: round 1's kept.jsonl
     is written here (8 pairs of its slice, 2 with the wrong label). On the real demo, the
     unchanged round 1 of seed 0 retrained to the run's own judge (selftrain/RESULTS.md)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = subprocess_env()
     config = "--config=configs/demo.py:smoke"
     run = subprocess.run([sys.executable, "-m", "gramr2_jax.main", config,
                           f"--workdir={tmp_path / 'run'}"], cwd=REPO, env=env,

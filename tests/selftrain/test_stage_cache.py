@@ -1,7 +1,6 @@
 """Ablation variants of one seed share data, stage 0 and stage 1 through the stage cache."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -9,7 +8,7 @@ import pytest
 
 from configs import demo
 from gramr2_jax.selftrain import stage_cache
-from tests.conftest import REPO
+from tests.conftest import REPO, subprocess_env
 
 
 def test_fingerprints_follow_the_config_sections_of_each_stage():
@@ -35,7 +34,7 @@ def test_second_variant_reuses_the_first_runs_stages(tmp_path):
         out = subprocess.run(
             [sys.executable, "-m", "gramr2_jax.main",
              f"--config=configs/demo.py:smoke,variant={variant},stage_cache={cache}",
-             f"--workdir={workdir}"], cwd=REPO, env=dict(os.environ, JAX_PLATFORMS="cpu"),
+             f"--workdir={workdir}"], cwd=REPO, env=subprocess_env(),
             capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stderr[-3000:]
         return workdir, out.stderr

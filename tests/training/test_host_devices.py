@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from gramr2_jax import host_devices, hostmem
+from tests.conftest import subprocess_env
 
 FLAG = "--xla_force_host_platform_device_count"
 
@@ -90,7 +91,7 @@ print(json.dumps({"devices": jax.device_count(),
 
 @pytest.mark.parametrize("count", ["1", "2"])
 def test_jax_starts_with_that_many_devices_and_local_mesh_spans_them(count):
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", host_devices.ENV: count}
+    env = subprocess_env(**{host_devices.ENV: count})
     env.pop("XLA_FLAGS", None)
     out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
                          text=True, timeout=120, check=True)

@@ -2,7 +2,6 @@
 
 import ctypes
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -10,6 +9,7 @@ import sys
 import pytest
 
 from gramr2_jax import hostmem
+from tests.conftest import subprocess_env
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux") or hostmem._glibc() is None,
                                 reason="the settings are for glibc malloc")
@@ -48,7 +48,7 @@ _SCRATCH_PAGES = 6144 * 6144 * 4 // 4096
 
 
 def _run(how: str, tune: str) -> tuple[list[int], dict]:
-    env = {**os.environ, "GRAMR2_TUNE_MALLOC": tune, "JAX_PLATFORMS": "cpu"}
+    env = subprocess_env(GRAMR2_TUNE_MALLOC=tune)
     for name in ("XLA_FLAGS", "GLIBC_TUNABLES", "GRAMR2_MALLOC_REEXEC"):
         env.pop(name, None)
     out = subprocess.run([sys.executable, "-c", _SCRIPT, how], env=env, capture_output=True,

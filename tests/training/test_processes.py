@@ -5,7 +5,6 @@ process itself keeps 1 device).
 """
 
 import json
-import os
 import pathlib
 import signal
 import subprocess
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 from gramr2_jax.training.metrics_writer import read_metrics
+from tests.conftest import subprocess_env
 from tests.training import run_tiny
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ TIMEOUT_S = 240
 
 
 def _env(devices: int) -> dict[str, str]:
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    env = subprocess_env(PYTHONPATH=str(REPO))
     env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
 
