@@ -69,6 +69,7 @@ def read_labels(out_dir: pathlib.Path, num_pairs: int, shard_size: int) -> list[
         if not path.exists():
             raise FileNotFoundError(f"{path}: labelling shard missing (did every host finish?)")
         records += artifacts.read_jsonl(path)
+
     def sample(s, swapped):  # shards written before 2026-11-29 have no log_odds_first
         return sample_from_generation(s["text"], s["p_first"], swapped=swapped,
                                       log_odds_first=s.get("log_odds_first"))
