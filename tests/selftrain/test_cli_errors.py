@@ -51,7 +51,10 @@ def test_ctrl_c_says_how_to_resume(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "gramr2_jax.main", f"--config={DEMO}:smoke",
          f"--workdir={workdir}", "--compilation_cache="], cwd=REPO, env=subprocess_env(),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # pytest-xdist's workers ignore SIGINT, and a child inherits that: Python then
+        # installs no KeyboardInterrupt handler at all. Give the run the default.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not (workdir / "config.json").exists():  # inside the pipeline
