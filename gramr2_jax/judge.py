@@ -136,7 +136,7 @@ def combine(pair: PairJudgments) -> Comparison:
     if tied:
         log_odds = [x for x in (_log_odds_original_a(s, swapped) for s, swapped in tagged)
                     if not math.isnan(x)]
-        verdict = {1: "A", -1: "B", 0: None}[verdict_lib.mean_prob_side(log_odds)]
+        verdict = verdict_lib.mean_prob_verdict(log_odds)
     order_verdicts = (_majority(verdicts[:len(pair.original)]),
                       _majority(verdicts[len(pair.original):]))
     flip = None

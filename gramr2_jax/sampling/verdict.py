@@ -113,6 +113,12 @@ def mean_prob_side(log_odds: Sequence[float]) -> int:
     return int(gained > lost) - int(gained < lost)
 
 
+def mean_prob_verdict(log_odds: Sequence[float]) -> str | None:
+    """"A" if the mean of sigmoid(x_i) is above 1/2, "B" if below, None exactly on it: a
+    judge's tie-break from its samples' log-odds of A (`mean_prob_side`)."""
+    return {1: "A", -1: "B", 0: None}[mean_prob_side(log_odds)]
+
+
 def log_odds(p: float) -> float:
     """log p / (1 - p): infinite at p = 0 or 1, NaN for NaN."""
     if p == 0.0 or p == 1.0:

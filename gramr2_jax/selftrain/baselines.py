@@ -89,8 +89,7 @@ def evaluate_verdict(model_dir: pathlib.Path, builder, rows) -> dict[str, float]
         seqs.append(builder.encode_prompt(r["prompt"], r["response_b"], r["response_a"]) + prefix)
     log_odds_first = _forward_last(model, seqs, read).reshape(-1, 2)
     # The side of 1/2 the order-averaged p(A ≻ B) lies on, decided without rounding.
-    sides = [verdict_lib.mean_prob_side([x, -y]) for x, y in log_odds_first]
-    return _accuracy(rows, [{1: "A", -1: "B", 0: None}[side] for side in sides])
+    return _accuracy(rows, [verdict_lib.mean_prob_verdict([x, -y]) for x, y in log_odds_first])
 
 
 def _bt_pairs(seed_rows: list[dict[str, Any]]) -> list[LabelledPair]:

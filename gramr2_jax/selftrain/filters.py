@@ -150,7 +150,7 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
 
 def majority_label(samples: Sequence[JudgmentSample]) -> str | None:
     """Most votes; a tie goes to the side of 1/2 the mean p_a lies on, decided exactly from
-    the log-odds (verdict.mean_prob_side: p_a of 0 and 1 in the two orders still decide);
+    the log-odds (verdict.mean_prob_verdict: p_a of 0 and 1 in the two orders still decide);
     exactly 1/2, no p_a, or no votes at all -> None."""
     votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
     if not votes:
@@ -159,7 +159,7 @@ def majority_label(samples: Sequence[JudgmentSample]) -> str | None:
         return "A" if votes["A"] > votes["B"] else "B"
     log_odds = [verdict_lib.log_odds(s.p_a) if s.log_odds_a is None else s.log_odds_a
                 for s in samples if s.p_a is not None]
-    return {1: "A", -1: "B", 0: None}[verdict_lib.mean_prob_side(log_odds)]
+    return verdict_lib.mean_prob_verdict(log_odds)
 
 
 def _confidence(samples: Sequence[JudgmentSample], label: str) -> float:

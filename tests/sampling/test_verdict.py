@@ -1,4 +1,5 @@
-"""verdict.mean_prob_side against exact decimal arithmetic, and verdict.log_odds."""
+"""verdict.mean_prob_side (and mean_prob_verdict) against exact decimal arithmetic, and
+verdict.log_odds."""
 
 import decimal
 import math
@@ -6,7 +7,7 @@ import random
 
 import pytest
 
-from gramr2_jax.sampling.verdict import log_odds, mean_prob_side
+from gramr2_jax.sampling.verdict import log_odds, mean_prob_side, mean_prob_verdict
 
 INF = math.inf
 
@@ -45,10 +46,13 @@ def _exact_side(xs) -> int:
 ])
 def test_hand_built_cases(xs, side):
     assert mean_prob_side(xs) == side == _exact_side(xs)
-    # The probability average this replaces reads 1/2 on the saturated cases.
-    if xs == [-120.0, 95.0]:
-        probs = [1 / (1 + math.exp(-x)) for x in xs]
-        assert sum(probs) / 2 == 0.5
+    assert mean_prob_verdict(xs) == {1: "A", -1: "B", 0: None}[side]
+
+
+def test_the_rounded_mean_reads_exactly_one_half_where_the_exact_one_does_not():
+    probs = [1 / (1 + math.exp(-x)) for x in (-120.0, 95.0)]
+    assert sum(probs) / 2 == 0.5
+    assert _exact_side([-120.0, 95.0]) == -1
 
 
 def test_random_cases_match_exact_arithmetic():
