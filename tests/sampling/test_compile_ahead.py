@@ -2,7 +2,6 @@
 a process that fails while a thread compiles exits with its own error."""
 
 import dataclasses
-import pathlib
 import subprocess
 import sys
 import textwrap
@@ -12,7 +11,7 @@ import numpy as np
 from gramr2_jax.compile_ahead import DONE
 from gramr2_jax.sampling import Sampler
 from gramr2_jax.sampling.methods import make_method
-from tests.conftest import subprocess_env
+from tests.conftest import REPO, subprocess_env
 from tests.sampling.conftest import MIXED, TINY, count_compiles, logging_compiles, tiny_model
 
 # Three calls of three shapes: prompt buckets and packed widths differ.
@@ -91,9 +90,8 @@ _EXIT_WHILE_COMPILING = textwrap.dedent("""
 def test_a_process_that_fails_while_a_thread_compiles_exits_with_its_error():
     # Before compile_ahead joined its threads at exit, XLA aborted the finalizing
     # process here ("terminate called ...", exit status 134), after a clean exit too.
-    repo = pathlib.Path(__file__).resolve().parents[2]
-    out = subprocess.run([sys.executable, "-c", _EXIT_WHILE_COMPILING], cwd=repo,
-                         env=subprocess_env(PYTHONPATH=str(repo)),
+    out = subprocess.run([sys.executable, "-c", _EXIT_WHILE_COMPILING], cwd=REPO,
+                         env=subprocess_env(PYTHONPATH=str(REPO)),
                          capture_output=True, text=True, timeout=300)
     assert "exiting while compiling" in out.stdout, out.stderr[-2000:]
     assert out.returncode == 1, out.stderr[-2000:]

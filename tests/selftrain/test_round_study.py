@@ -1,7 +1,6 @@
 """round_study: a finished round retrained with one thing changed."""
 
 import json
-import pathlib
 import subprocess
 import sys
 
@@ -10,9 +9,7 @@ import pytest
 from configs import demo
 from gramr2_jax import synthetic
 from gramr2_jax.selftrain import artifacts, pipeline, round_study
-from tests.conftest import subprocess_env
-
-REPO = pathlib.Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, subprocess_env
 
 
 def _slice():

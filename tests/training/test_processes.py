@@ -15,10 +15,9 @@ import numpy as np
 import pytest
 
 from gramr2_jax.training.metrics_writer import read_metrics
-from tests.conftest import subprocess_env
+from tests.conftest import REPO, subprocess_env
 from tests.training import run_tiny
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 TIMEOUT_S = 240
 
 
