@@ -15,7 +15,10 @@ Rules used by `compare`:
   (sampling.verdict.mean_prob_side), so probabilities that round to 0 or 1 still
   decide; with p_a unknown or exactly 0.5 the verdict is None.
 - p_a: mean over samples of both orders of p(original A ≻ B) read at the
-  verdict position; samples without one are left out (None if none is left).
+  verdict position; samples without one are left out (None if none is left). Its side
+  of 0.5 is the exact one above (sampling.verdict.mean_prob): a mean that rounds to 0.5
+  off it reads as the double next to 0.5 on that side, so rankings, which order a pair
+  by p_a, agree with the tie rule.
 - position_flip: the majority of the original-order samples differs from the
   majority of the swapped-order samples (None without swap, or when either
   order has no majority).
@@ -23,7 +26,6 @@ Rules used by `compare`:
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import json
 import math
@@ -90,10 +92,7 @@ class Comparison:
 
 
 def _majority(verdicts: Sequence[str | None]) -> str | None:
-    counts = collections.Counter(v for v in verdicts if v is not None)
-    if counts["A"] == counts["B"]:
-        return None
-    return "A" if counts["A"] > counts["B"] else "B"
+    return verdict_lib.vote(verdicts, ())  # a tie stays None
 
 
 def _frame(verdict: str | None, swapped: bool) -> str | None:
@@ -130,13 +129,10 @@ def combine(pair: PairJudgments) -> Comparison:
     verdicts = [_frame(s.verdict, swapped) for s, swapped in tagged]
     votes = {v: verdicts.count(v) for v in ("A", "B", None)}
     probs = [p for p in (_p_original_a(s, swapped) for s, swapped in tagged) if not math.isnan(p)]
-    p_a = float(np.mean(probs)) if probs else None
-    verdict = _majority(verdicts)
-    tied = verdict is None and votes["A"] > 0  # (no majority with A votes means A == B)
-    if tied:
-        log_odds = [x for x in (_log_odds_original_a(s, swapped) for s, swapped in tagged)
-                    if not math.isnan(x)]
-        verdict = verdict_lib.mean_prob_verdict(log_odds)
+    log_odds = [x for x in (_log_odds_original_a(s, swapped) for s, swapped in tagged)
+                if not math.isnan(x)]
+    p_a = verdict_lib.mean_prob(probs, log_odds) if probs else None
+    verdict = verdict_lib.vote(verdicts, log_odds)
     order_verdicts = (_majority(verdicts[:len(pair.original)]),
                       _majority(verdicts[len(pair.original):]))
     flip = None

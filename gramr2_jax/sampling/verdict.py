@@ -119,6 +119,30 @@ def mean_prob_verdict(log_odds: Sequence[float]) -> str | None:
     return {1: "A", -1: "B", 0: None}[mean_prob_side(log_odds)]
 
 
+def mean_prob(probs: Sequence[float], log_odds: Sequence[float]) -> float:
+    """The mean of `probs`, kept on the side of 1/2 that the exact mean of sigmoid(log_odds)
+    lies on (`mean_prob_side`; the log-odds of the same samples). Where rounding put it
+    elsewhere (probabilities of exactly 0 and 1 average to 1/2), it is the double nearest
+    1/2 on the exact side, or 1/2 itself when the exact mean is 1/2: a comparator's p then
+    orders a pair as its verdict does."""
+    mean = float(np.mean(np.asarray(probs, np.float64)))
+    side = mean_prob_side(log_odds)
+    if np.sign(mean - 0.5) == side:
+        return mean
+    return float(np.nextafter(0.5, side)) if side else 0.5
+
+
+def vote(verdicts: Sequence[str | None], log_odds_a: Sequence[float]) -> str | None:
+    """A judge's verdict from its samples: the majority of the "A" / "B" votes (None is an
+    abstain, no vote); a tie between votes goes to the side of 1/2 the samples' mean p(A)
+    lies on, decided exactly (`mean_prob_verdict` of their log-odds of A; pass () to leave
+    ties undecided); no votes, or a mean of exactly 1/2 -> None."""
+    a, b = sum(v == "A" for v in verdicts), sum(v == "B" for v in verdicts)
+    if a != b:
+        return "A" if a > b else "B"
+    return mean_prob_verdict(log_odds_a) if a else None
+
+
 def log_odds(p: float) -> float:
     """log p / (1 - p): infinite at p = 0 or 1, NaN for NaN."""
     if p == 0.0 or p == 1.0:

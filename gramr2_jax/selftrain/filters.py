@@ -149,17 +149,12 @@ def rationale_problems(text: str, thresholds: FilterThresholds) -> list[str]:
 
 
 def majority_label(samples: Sequence[JudgmentSample]) -> str | None:
-    """Most votes; a tie goes to the side of 1/2 the mean p_a lies on, decided exactly from
-    the log-odds (verdict.mean_prob_verdict: p_a of 0 and 1 in the two orders still decide);
-    exactly 1/2, no p_a, or no votes at all -> None."""
-    votes = collections.Counter(s.verdict for s in samples if s.verdict is not None)
-    if not votes:
-        return None
-    if votes["A"] != votes["B"]:
-        return "A" if votes["A"] > votes["B"] else "B"
+    """The judge's rule (sampling.verdict.vote): most votes; a tie goes to the side of 1/2
+    the mean p_a lies on, decided exactly from the log-odds (p_a of 0 and 1 in the two
+    orders still decide); exactly 1/2, no p_a, or no votes at all -> None."""
     log_odds = [verdict_lib.log_odds(s.p_a) if s.log_odds_a is None else s.log_odds_a
                 for s in samples if s.p_a is not None]
-    return verdict_lib.mean_prob_verdict(log_odds)
+    return verdict_lib.vote([s.verdict for s in samples], log_odds)
 
 
 def _confidence(samples: Sequence[JudgmentSample], label: str) -> float:

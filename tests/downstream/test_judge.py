@@ -66,13 +66,20 @@ def test_saturated_tie_is_decided_by_the_log_odds(judge, monkeypatch):
     scripted(judge, monkeypatch,
              lambda _, swapped: [(judgment("B"), 0.0, -95.0 if swapped else -120.0)])
     [result] = judge.compare(["q"], ["a"], ["b"])
-    assert result.votes == {"A": 1, "B": 1, None: 0} and result.p_a == 0.5
+    assert result.votes == {"A": 1, "B": 1, None: 0}
     assert result.verdict == "B"
+    # p_a is the double just below 0.5, not 0.5, so a ranking orders the pair as the
+    # verdict does (on p_a = 0.5 the linear search keeps its first candidate).
+    assert result.p_a == np.nextafter(0.5, 0.0)
+    assert judge.best_of_n("q", ["a", "b"]) == 1
+    assert judge.rank("q", ["a", "b"]).order == (1, 0)
     [pair] = judge.sample_judgments(["q"], ["a"], ["b"])
     assert (pair.original[0].log_odds_first, pair.swapped[0].log_odds_first) == (-120, -95)
     # Without log-odds (p only), the same samples stay a tie.
     scripted(judge, monkeypatch, lambda *_: [(judgment("B"), 0.0)])
-    assert judge.compare(["q"], ["a"], ["b"])[0].verdict is None
+    [result] = judge.compare(["q"], ["a"], ["b"])
+    assert result.verdict is None and result.p_a == 0.5
+    assert judge.best_of_n("q", ["a", "b"]) == 0
 
 
 def test_abstains_without_verdict_position(judge, monkeypatch):

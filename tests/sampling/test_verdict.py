@@ -1,5 +1,5 @@
-"""verdict.mean_prob_side (and mean_prob_verdict) against exact decimal arithmetic, and
-verdict.log_odds."""
+"""verdict.mean_prob_side (and mean_prob_verdict) against exact decimal arithmetic; the
+judge's voting rule (verdict.vote) and its p_a (verdict.mean_prob); verdict.log_odds."""
 
 import decimal
 import math
@@ -7,7 +7,13 @@ import random
 
 import pytest
 
-from gramr2_jax.sampling.verdict import log_odds, mean_prob_side, mean_prob_verdict
+from gramr2_jax.sampling.verdict import (
+    log_odds,
+    mean_prob,
+    mean_prob_side,
+    mean_prob_verdict,
+    vote,
+)
 
 INF = math.inf
 
@@ -53,6 +59,38 @@ def test_the_rounded_mean_reads_exactly_one_half_where_the_exact_one_does_not():
     probs = [1 / (1 + math.exp(-x)) for x in (-120.0, 95.0)]
     assert sum(probs) / 2 == 0.5
     assert _exact_side([-120.0, 95.0]) == -1
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x > -700 else 0.0
+
+
+@pytest.mark.parametrize("xs", [[-120.0, 95.0], [-95.0, 120.0], [INF, -INF], [5.0, -5.0],
+                                [0.3, -0.1], [-2.0, -1.0, 1.5]])
+def test_mean_prob_is_on_the_exact_side(xs):
+    probs = [_sigmoid(x) for x in xs]
+    rounded = sum(probs) / len(probs)
+    p = mean_prob(probs, xs)
+    assert (p > 0.5) - (p < 0.5) == _exact_side(xs)
+    if (rounded > 0.5) - (rounded < 0.5) == _exact_side(xs):
+        assert p == pytest.approx(rounded, abs=1e-15)  # only a mean on the wrong side moves
+    else:  # rounded onto 1/2 (0 and 1) or off it (sigmoid(5) + sigmoid(-5) reads 1 + 2^-52)
+        assert abs(rounded - 0.5) <= 2**-52
+        # 1/2 itself, or the double next to it on the exact side
+        assert p == {1: 0.5 + 2**-53, -1: 0.5 - 2**-54, 0: 0.5}[_exact_side(xs)]
+
+
+@pytest.mark.parametrize("verdicts, xs, expected", [
+    (["A", "A", "B"], [-9.0, -9.0, -9.0], "A"),  # votes first: p does not overrule them
+    (["B", None, None], [], "B"),  # abstains do not vote
+    ([None, None], [1.0], None),  # no votes, no verdict
+    (["A", "B"], [-120.0, 95.0], "B"),  # a tie: the exact side of the mean p
+    (["B", "A", None], [120.0, -95.0, 50.0], "A"),
+    (["A", "B"], [5.0, -5.0], None),  # exactly 1/2
+    (["A", "B"], (), None),  # ties left undecided
+])
+def test_vote(verdicts, xs, expected):
+    assert vote(verdicts, xs) == expected
 
 
 def test_random_cases_match_exact_arithmetic():
