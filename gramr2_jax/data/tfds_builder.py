@@ -45,6 +45,13 @@ def _fields(source: str) -> tuple[str, ...]:
     return UNLABELLED_FIELDS if source == "unlabelled" else LABELLED_FIELDS
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+    def initialize_from_bucket(self) -> None:
+        """Nothing: these datasets are never on the public TFDS bucket. (tfds' version makes
+        an empty temporary directory before it looks there, and leaves it behind, once per
+        build of a dataset not yet prepared.)"""
+
+
 class Gramr2Pairs(tfds.core.GeneratorBasedBuilder):
     """Preference pairs from any supported format, stored as ArrayRecord."""
 
@@ -61,7 +68,7 @@ class Gramr2Pairs(tfds.core.GeneratorBasedBuilder):
     def _info(self) -> tfds.core.DatasetInfo:
         config: PairsConfig = self.builder_config
         features = {field: tfds.features.Text() for field in _fields(config.source)}
-        return tfds.core.DatasetInfo(
+        return _LocalDatasetInfo(
             builder=self,
             description=f"gramr2 preference pairs, source format {config.source!r}",
             features=tfds.features.FeaturesDict(features),

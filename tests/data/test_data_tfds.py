@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import tensorflow_datasets as tfds
@@ -41,6 +42,16 @@ def test_unlabelled_round_trip(tmp_path):
     src = PairsSource(tfds.data_source("gramr2_pairs/u", data_dir=str(tmp_path / "tfds"))["test"])
     assert sorted(src[i].response_a for i in range(len(src))) == ["a0", "a1", "a2"]
     assert src[0].id is None
+
+
+def test_building_leaves_no_temporary_directory(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    path = tmp_path / "in.jsonl"
+    _labelled_file(path, 3)
+    build_pairs_dataset("clean", "labelled", {"test": str(path)}, tmp_path / "tfds")
+    assert list(scratch.iterdir()) == []
 
 
 def test_builder_is_strict_by_default(tmp_path):
