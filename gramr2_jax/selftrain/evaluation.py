@@ -42,15 +42,25 @@ def evaluate_judge(judge, rows: Sequence[dict[str, Any]], *,
     """Metrics of a generative judge on rows with prompt/response_a/response_b/gold/category.
 
     check_faithfulness needs the synthetic domain (its claims are checked by program)."""
+    return evaluate_judge_per_pair(judge, rows, check_faithfulness=check_faithfulness)[0]
+
+
+def evaluate_judge_per_pair(judge, rows: Sequence[dict[str, Any]], *,
+                            check_faithfulness: bool = True
+                            ) -> tuple[dict[str, float], list[bool]]:
+    """evaluate_judge's metrics, and whether each row's verdict was right (in row order):
+    what a paired comparison of two judges on the same rows needs."""
     judged = judge.sample_judgments(
         [r["prompt"] for r in rows], [r["response_a"] for r in rows],
         [r["response_b"] for r in rows], num_samples=1, swap=True, greedy=True, seed=0)
     per_category: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    correct = []
     for row, pj in zip(rows, judged):
         verdict, flipped = pair_verdict(pj.original[0], pj.swapped[0])
+        correct.append(verdict == row["gold"])
         stats = per_category[row["category"]]
         stats["n"] += 1
-        stats["correct"] += verdict == row["gold"]
+        stats["correct"] += correct[-1]
         stats["abstain"] += verdict is None
         if flipped is not None:
             stats["both"] += 1
@@ -59,7 +69,7 @@ def evaluate_judge(judge, rows: Sequence[dict[str, Any]], *,
             original = judge_format.parse_judgment(pj.original[0].text)
             check = synthetic.check_rationale(row, original.rationale or "", original.verdict)
             stats["faithful"] += check.faithful
-    return summarize(per_category)
+    return summarize(per_category), correct
 
 
 def summarize(per_category: dict[str, collections.Counter]) -> dict[str, float]:

@@ -18,8 +18,10 @@ larger_test.num_per_difficulty, its training and OOD difficulties), so a rerun r
 pipeline's results instead of judging again.
 
 Judges: `stage1` (the seed-only judge), `round_<r>`, or `last` (the last round's).
-Writes <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json (reused on rerun) and prints
-one JSON object.
+Writes <workdir>/extra_eval/<stage>-n<num>-seed<seed>.json (reused on rerun; it keeps
+whether each pair was judged right) and prints one JSON object; with two judges it also
+holds "difference": the second's accuracy minus the first's per set, with a paired 95 %
+interval over the pairs (`paired_difference`).
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
     from gramr2_jax import sharding
     from gramr2_jax.judge import Judge
     from gramr2_jax.selftrain import artifacts
-    from gramr2_jax.selftrain.evaluation import evaluate_judge
+    from gramr2_jax.selftrain.evaluation import evaluate_judge_per_pair
 
     named = {j: judge_dir(workdir, j) for j in judges}
     sets = extra_test_sets(workdir, num, difficulties, seed)
@@ -136,15 +138,47 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
                    if metrics.get(key, {}).get(_DIGEST) != digests[key]}
         if missing:
             judge = Judge.from_pretrained(model_dir, mesh=sharding.local_mesh())
-            metrics.update({key: {**evaluate_judge(judge, rows), _DIGEST: digests[key]}
-                            for key, rows in missing.items()})
+            for key, rows in missing.items():
+                result, correct = evaluate_judge_per_pair(judge, rows)
+                metrics[key] = {**result, _DIGEST: digests[key],
+                                _CORRECT: "".join("1" if c else "0" for c in correct)}
             metrics = artifacts.write_json(out, metrics)
-        report[name] = {key: {**{k: v for k, v in metrics[key].items() if k != _DIGEST},
+        report[name] = {key: {**{k: v for k, v in metrics[key].items()
+                                 if k not in (_DIGEST, _CORRECT)},
                               "num_pairs": len(rows)} for key, rows in sets.items()}
     return report
 
 
+def paired_difference(workdir: pathlib.Path, base: str, other: str, num: int, seed: int = 0
+                      ) -> dict[str, dict[str, float]]:
+    """{"difficulty_<d>": {"delta", "ci95"}}: judge `other`'s accuracy minus `base`'s on the
+    same pairs of evaluate_run's cache, and the half-width of a 95 % interval for it over
+    the pairs (normal approximation on the per-pair differences, so pairs both judges get
+    right or wrong add no noise). It measures only the test's sampling of pairs, not how
+    another seed's run would land. Sets judged before per-pair results were kept (or with
+    different pairs) are left out."""
+    from gramr2_jax.selftrain import artifacts
+
+    def cached(judge):
+        path = workdir / "extra_eval" / f"{judge_dir(workdir, judge)[0]}-n{num}-seed{seed}.json"
+        return artifacts.read_json(path) if path.exists() else {}
+
+    a, b = cached(base), cached(other)
+    out = {}
+    for key in sorted(set(a) & set(b)):
+        if _CORRECT not in a[key] or _CORRECT not in b[key] or \
+                a[key][_DIGEST] != b[key][_DIGEST]:
+            continue
+        diff = [int(y) - int(x) for x, y in zip(a[key][_CORRECT], b[key][_CORRECT])]
+        n = len(diff)
+        mean = sum(diff) / n
+        var = sum((d - mean) ** 2 for d in diff) / (n - 1) if n > 1 else 0.0
+        out[key] = {"delta": mean, "ci95": 1.96 * (var / n) ** 0.5}
+    return out
+
+
 _DIGEST = "pairs_sha256"
+_CORRECT = "correct"  # "0"/"1" per pair, in the set's order
 
 
 def _digest(rows: list[dict]) -> str:
@@ -176,6 +210,9 @@ def main(argv: list[str]) -> None:
             num = default_num if num is None else num
             difficulties = default_difficulties if difficulties is None else difficulties
         report = evaluate_run(workdir, args.judges, num, difficulties, args.seed)
+        if len(args.judges) == 2:  # the second minus the first, paired over the pairs
+            report["difference"] = {"judges": f"{args.judges[1]} - {args.judges[0]}",
+                                    **paired_difference(workdir, *args.judges, num, args.seed)}
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

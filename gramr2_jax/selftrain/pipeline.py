@@ -121,19 +121,22 @@ def run(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict[
     return final
 
 
-_LARGER_TEST_METRICS = ("accuracy", "position_bias", "faithfulness", "num_pairs")
+# of each judge; "difference" (final minus seed-only, paired over the pairs) has delta, ci95
+_LARGER_TEST_METRICS = ("accuracy", "position_bias", "faithfulness", "num_pairs", "delta", "ci95")
 
 
 def _larger_test(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> dict[str, Any]:
     """The seed-only and the final judge on fresh pairs per difficulty (extra_eval.py), as
-    a check with a smaller standard error than the per-round test sets'."""
+    a check with a smaller standard error than the per-round test sets', and "difference":
+    the final judge's accuracy minus the seed-only judge's with a paired 95 % interval."""
     n = config.get("larger_test", {}).get("num_per_difficulty", 0)
     if not n or config.data.source != "synthetic" or config.selftrain.num_rounds < 1:
         return {}
     from gramr2_jax.selftrain import extra_eval
 
-    return extra_eval.evaluate_run(workdir, ["stage1", "last"], n,
-                                   extra_eval.run_difficulties(config))
+    judges = extra_eval.evaluate_run(workdir, ["stage1", "last"], n,
+                                     extra_eval.run_difficulties(config))
+    return {**judges, "difference": extra_eval.paired_difference(workdir, "stage1", "last", n)}
 
 
 def _cached(config, workdir: pathlib.Path, stage: str, build):

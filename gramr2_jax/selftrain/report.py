@@ -108,12 +108,20 @@ def write_report(workdir: pathlib.Path, history: list[dict[str, Any]],
                   "(`python -m gramr2_jax.selftrain.extra_eval`); a used-up category gives "
                   "fewer pairs.", ""]
         seed_only, final = larger_test["stage1"], larger_test["last"]
+        paired = larger_test.get("difference", {})
         rows = [{"test": key, "pairs": seed_only[key]["num_pairs"],
                  "seed-only accuracy": seed_only[key]["accuracy"],
                  "final accuracy": final[key]["accuracy"],
-                 "Δ": f'{final[key]["accuracy"] - seed_only[key]["accuracy"]:+.3f}'}
+                 "Δ": f'{final[key]["accuracy"] - seed_only[key]["accuracy"]:+.3f}',
+                 "95 % interval of Δ": (f'± {paired[key]["ci95"]:.3f}' if key in paired
+                                         else "–")}
                 for key in seed_only]
-        lines += _table(rows, ["test", "pairs", "seed-only accuracy", "final accuracy", "Δ"])
+        lines += _table(rows, ["test", "pairs", "seed-only accuracy", "final accuracy", "Δ",
+                               "95 % interval of Δ"])
+        lines += ["", "The interval is over the test's pairs (paired: the two judges on the "
+                  "same pairs). It says how much a fresh draw of pairs would move Δ, not "
+                  "where another seed's run would land; a seed moves the judges more "
+                  "(README, \"Measured results\")."]
     files = plot(history, workdir)
     lines += [""] + [f"![{f}]({f})" for f in files]
     artifacts.atomic_write_text(workdir / "report.md", "\n".join(lines) + "\n")

@@ -65,8 +65,8 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
     artifacts.mark_done(tmp_path / "stage1")
     judged = []
     monkeypatch.setattr(judge_lib.Judge, "from_pretrained", staticmethod(lambda path, **kw: path))
-    monkeypatch.setattr(evaluation, "evaluate_judge",
-                        lambda judge, rows: judged.append(len(rows)) or {"accuracy": 0.5})
+    monkeypatch.setattr(evaluation, "evaluate_judge_per_pair", lambda judge, rows: (
+        judged.append(len(rows)) or ({"accuracy": 0.5}, [True, False] * (len(rows) // 2))))
 
     def run():
         return extra_eval.evaluate_run(tmp_path, ["stage1"], 8, [0, 1])
@@ -82,6 +82,53 @@ def test_cached_metrics_are_reused_only_for_the_same_pairs(tmp_path, monkeypatch
     del stored["difficulty_0"]["pairs_sha256"]  # written before sets carried a digest
     artifacts.write_json(cache, stored)
     assert run() == first and judged == [8, 8, 8, 8]
+
+
+STAGE1_RIGHT = [1, 1, 0, 0, 1, 0, 1, 0]
+ROUND1_RIGHT = [1, 1, 1, 0, 1, 1, 0, 0]
+
+
+def _two_judges(tmp_path, monkeypatch):
+    """A run with a finished stage 1 and round 1, whose judges get the pairs of each set
+    right as STAGE1_RIGHT and ROUND1_RIGHT say."""
+    from gramr2_jax import judge as judge_lib
+    from gramr2_jax.selftrain import evaluation
+
+    _data(tmp_path)
+    for stage in ("stage1", "round_1"):
+        artifacts.write_json(tmp_path / stage / "metrics.json", {"retrained": True})
+        artifacts.mark_done(tmp_path / stage)
+    right = {"stage1": STAGE1_RIGHT, "round_1": ROUND1_RIGHT}
+    monkeypatch.setattr(judge_lib.Judge, "from_pretrained", staticmethod(lambda path, **kw: path))
+    monkeypatch.setattr(evaluation, "evaluate_judge_per_pair", lambda judge, rows: (
+        {"accuracy": sum(right[judge.parts[-3]]) / len(rows)},
+        [bool(c) for c in right[judge.parts[-3]]]))
+
+
+def test_paired_difference_over_the_same_pairs(tmp_path, monkeypatch):
+    import statistics
+
+    _two_judges(tmp_path, monkeypatch)
+    report = extra_eval.evaluate_run(tmp_path, ["stage1", "last"], 8, [0, 1])
+    assert report["stage1"]["difficulty_0"] == {"accuracy": 0.5, "num_pairs": 8}  # no outcomes
+    stored = artifacts.read_json(tmp_path / "extra_eval" / "stage1-n8-seed0.json")
+    assert stored["difficulty_0"]["correct"] == "11001010"
+
+    diff = [b - a for a, b in zip(STAGE1_RIGHT, ROUND1_RIGHT)]  # 0 0 1 0 0 1 -1 0
+    expected = {"delta": 0.125, "ci95": pytest.approx(1.96 * statistics.stdev(diff) / 8 ** 0.5)}
+    assert expected["ci95"] == pytest.approx(0.4441, abs=1e-4)
+    paired = extra_eval.paired_difference(tmp_path, "stage1", "last", 8)
+    assert paired == {"difficulty_0": expected, "difficulty_1": expected}
+    assert paired["difficulty_0"]["delta"] == (report["last"]["difficulty_0"]["accuracy"]
+                                               - report["stage1"]["difficulty_0"]["accuracy"])
+
+    # A set judged before outcomes were kept, or on other pairs, is left out.
+    cache = tmp_path / "extra_eval" / "round_1-n8-seed0.json"
+    stored = artifacts.read_json(cache)
+    del stored["difficulty_0"]["correct"]
+    stored["difficulty_1"]["pairs_sha256"] = "0" * 64
+    artifacts.write_json(cache, stored)
+    assert extra_eval.paired_difference(tmp_path, "stage1", "last", 8) == {}
 
 
 def test_run_defaults_read_the_runs_own_larger_test_from_its_config(tmp_path):

@@ -162,3 +162,18 @@ def test_the_prover_is_trained_only_when_a_round_keeps_pairs(tmp_path, monkeypat
     metrics = _run(tmp_path, monkeypatch, agree, rationale_source="prover")
     assert len(trained) == (1 if agree else 0)
     assert metrics["retrained"] is agree
+
+
+def test_report_gives_the_larger_tests_paired_interval(tmp_path):
+    pytest.importorskip("matplotlib")
+    from gramr2_jax.selftrain import report
+
+    def sets(accuracy):
+        return {f"difficulty_{d}": {"accuracy": accuracy, "num_pairs": 500} for d in (0, 1)}
+
+    larger = {"stage1": sets(0.6), "last": sets(0.65),
+              "difference": {"difficulty_0": {"delta": 0.05, "ci95": 0.031}}}
+    report.write_report(tmp_path, [PREVIOUS], {}, demo.get_config("smoke=True"), larger)
+    text = (tmp_path / "report.md").read_text()
+    assert "| difficulty_0 | 500 | 0.600 | 0.650 | +0.050 | ± 0.031 |" in text
+    assert "| difficulty_1 | 500 | 0.600 | 0.650 | +0.050 | – |" in text  # judged before
