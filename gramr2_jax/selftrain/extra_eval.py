@@ -167,7 +167,7 @@ def paired_difference(workdir: pathlib.Path, base: str, other: str, num: int, se
     out = {}
     for key in sorted(set(a) & set(b)):
         if _CORRECT not in a[key] or _CORRECT not in b[key] or \
-                a[key][_DIGEST] != b[key][_DIGEST]:
+                a[key].get(_DIGEST) != b[key].get(_DIGEST):
             continue
         diff = [int(y) - int(x) for x, y in zip(a[key][_CORRECT], b[key][_CORRECT])]
         n = len(diff)
