@@ -110,13 +110,15 @@ def test_paired_difference_over_the_same_pairs(tmp_path, monkeypatch):
 
     _two_judges(tmp_path, monkeypatch)
     report = extra_eval.evaluate_run(tmp_path, ["stage1", "last"], 8, [0, 1])
-    assert report["stage1"]["difficulty_0"] == {"accuracy": 0.5, "num_pairs": 8}  # no outcomes
+    # the per-pair outcomes stay in the cache, out of the metrics
+    assert report["stage1"]["difficulty_0"] == {"accuracy": 0.5, "num_pairs": 8}
     stored = artifacts.read_json(tmp_path / "extra_eval" / "stage1-n8-seed0.json")
     assert stored["difficulty_0"]["correct"] == "11001010"
 
     diff = [b - a for a, b in zip(STAGE1_RIGHT, ROUND1_RIGHT)]  # 0 0 1 0 0 1 -1 0
-    expected = {"delta": 0.125, "ci95": pytest.approx(1.96 * statistics.stdev(diff) / 8 ** 0.5)}
-    assert expected["ci95"] == pytest.approx(0.4441, abs=1e-4)
+    ci95 = 1.96 * statistics.stdev(diff) / 8 ** 0.5
+    assert ci95 == pytest.approx(0.4441, abs=1e-4)
+    expected = {"delta": 0.125, "ci95": pytest.approx(ci95)}
     paired = extra_eval.paired_difference(tmp_path, "stage1", "last", 8)
     assert paired == {"difficulty_0": expected, "difficulty_1": expected}
     assert paired["difficulty_0"]["delta"] == (report["last"]["difficulty_0"]["accuracy"]
