@@ -14,27 +14,21 @@ verdict it abstains, which counts as wrong. Reported per category and overall:
 from __future__ import annotations
 
 import collections
-import math
 from typing import Any, Sequence
 
 from gramr2_jax import synthetic
 from gramr2_jax.data import judge_format
-from gramr2_jax.selftrain.filters import majority_label, sample_from_generation
+from gramr2_jax.selftrain.filters import majority_label, recorded, sample_from_generation
 
 
 def pair_verdict(original, swapped) -> tuple[str | None, bool | None]:
     """(verdict, flipped) of one pair from its greedy judgment in each order."""
-    samples = [sample_from_generation(s.text, _recorded(s.p_first), swapped=swapped,
-                                      log_odds_first=_recorded(s.log_odds_first))
+    samples = [sample_from_generation(s.text, recorded(s.p_first), swapped=swapped,
+                                      log_odds_first=recorded(s.log_odds_first))
                for s, swapped in ((original, False), (swapped, True))]
     v1, v2 = (s.verdict for s in samples)
     flipped = None if v1 is None or v2 is None else v1 != v2
     return majority_label(samples), flipped
-
-
-def _recorded(x: float | None) -> float | None:
-    """None where the sampler recorded nothing (NaN)."""
-    return None if x is None or math.isnan(x) else x
 
 
 def evaluate_judge(judge, rows: Sequence[dict[str, Any]], *,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
@@ -65,6 +66,13 @@ class JudgmentSample:
     self_check_prob: float | None = None  # teacher-forced p(verdict | rationale), if computed
     # log p_a / (1 - p_a), which does not round off as p_a does; None: derived from p_a
     log_odds_a: float | None = None
+
+
+def recorded(x: float | None) -> float | None:
+    """A judge sample's p_first / log_odds_first as sample_from_generation takes them (and
+    label shards store them): a Python float, or None where the sampler recorded nothing
+    (NaN)."""
+    return None if x is None or math.isnan(x) else float(x)
 
 
 def sample_from_generation(

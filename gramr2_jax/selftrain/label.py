@@ -17,7 +17,7 @@ import pathlib
 from typing import Any, Sequence
 
 from gramr2_jax.selftrain import artifacts
-from gramr2_jax.selftrain.filters import PairJudgments, sample_from_generation
+from gramr2_jax.selftrain.filters import PairJudgments, recorded, sample_from_generation
 
 
 def _shard_path(out_dir: pathlib.Path, index: int) -> pathlib.Path:
@@ -25,11 +25,8 @@ def _shard_path(out_dir: pathlib.Path, index: int) -> pathlib.Path:
 
 
 def _sample_row(sample) -> dict[str, Any]:
-    def number(x):
-        return None if x is None or math.isnan(x) else float(x)
-
-    return {"text": sample.text, "p_first": number(sample.p_first),
-            "log_odds_first": number(sample.log_odds_first)}
+    return {"text": sample.text, "p_first": recorded(sample.p_first),
+            "log_odds_first": recorded(sample.log_odds_first)}
 
 
 def label_pool(judge, pool: Sequence[dict[str, Any]], out_dir: pathlib.Path, *,
