@@ -132,7 +132,7 @@ def evaluate_run(workdir: pathlib.Path, judges: list[str], num: int, difficultie
     digests = {key: _digest(rows) for key, rows in sets.items()}
     report = {}
     for name, (stage, model_dir) in named.items():
-        out = workdir / "extra_eval" / f"{stage}-n{num}-seed{seed}.json"
+        out = _cache_path(workdir, stage, num, seed)
         metrics = artifacts.read_json(out) if out.exists() else {}
         missing = {key: rows for key, rows in sets.items()
                    if metrics.get(key, {}).get(_DIGEST) != digests[key]}
@@ -157,10 +157,12 @@ def paired_difference(workdir: pathlib.Path, base: str, other: str, num: int, se
     right or wrong add no noise). It measures only the test's sampling of pairs, not how
     another seed's run would land. Sets judged before per-pair results were kept (or with
     different pairs) are left out."""
+    import statistics
+
     from gramr2_jax.selftrain import artifacts
 
     def cached(judge):
-        path = workdir / "extra_eval" / f"{judge_dir(workdir, judge)[0]}-n{num}-seed{seed}.json"
+        path = _cache_path(workdir, judge_dir(workdir, judge)[0], num, seed)
         return artifacts.read_json(path) if path.exists() else {}
 
     a, b = cached(base), cached(other)
@@ -170,11 +172,13 @@ def paired_difference(workdir: pathlib.Path, base: str, other: str, num: int, se
                 a[key].get(_DIGEST) != b[key].get(_DIGEST):
             continue
         diff = [int(y) - int(x) for x, y in zip(a[key][_CORRECT], b[key][_CORRECT])]
-        n = len(diff)
-        mean = sum(diff) / n
-        var = sum((d - mean) ** 2 for d in diff) / (n - 1) if n > 1 else 0.0
-        out[key] = {"delta": mean, "ci95": 1.96 * (var / n) ** 0.5}
+        spread = statistics.stdev(diff) if len(diff) > 1 else 0.0
+        out[key] = {"delta": statistics.fmean(diff), "ci95": 1.96 * spread / len(diff) ** 0.5}
     return out
+
+
+def _cache_path(workdir: pathlib.Path, stage: str, num: int, seed: int) -> pathlib.Path:
+    return workdir / "extra_eval" / f"{stage}-n{num}-seed{seed}.json"
 
 
 _DIGEST = "pairs_sha256"
